@@ -1,0 +1,123 @@
+"""Cold-path helpers shared by the compiled core and its pure-Python twin.
+
+Everything here runs at registration time or when a handler fails, never on
+the hot path of ``emit``: reading a callback's signature, validating it, the
+arity error, and the failure log record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import threading
+from typing import Any, Callable, Tuple
+
+logger = logging.getLogger("livekit.events")
+
+#: Serialises every change to any emitter's registrations (``on``, ``once``,
+#: ``off``, ``remove_all_listeners`` and a once registration firing).  Emit
+#: never takes it: it reads an immutable tuple.  Re-entrant because a
+#: callback's ``__eq__``/``__hash__`` or an event's ``__hash__`` may run Python
+#: code that registers on another emitter.
+registry_lock = threading.RLock()
+
+ASYNC_CALLBACK_MESSAGE = (
+    "Cannot register an async callback with `.on()`. Use `asyncio.create_task` "
+    "within your synchronous callback instead."
+)
+
+#: Returned as ``accepted`` when a handler takes every emitted argument
+#: (``*args``, or a signature that cannot be read).
+ALL_ARGUMENTS = -1
+
+# asyncio's legacy marker (set by ``@asyncio.coroutine`` before 3.11); livekit
+# checks it too.  Private, so read defensively.
+_ASYNCIO_COROUTINE_MARKER = getattr(asyncio.coroutines, "_is_coroutine", None)
+
+_POSITIONAL = (
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+)
+
+
+def _is_async_callable(callback: Any) -> bool:
+    """True for coroutine or async-generator functions, also when wrapped in
+    ``functools.partial``, bound as methods, or reached through ``__call__``."""
+    seen = 0
+    while seen < 16:  # partial(partial(obj.method)) and similar chains
+        seen += 1
+        if inspect.iscoroutinefunction(callback) or inspect.isasyncgenfunction(callback):
+            return True
+        if (
+            _ASYNCIO_COROUTINE_MARKER is not None
+            and getattr(callback, "_is_coroutine", None) is _ASYNCIO_COROUTINE_MARKER
+        ):
+            return True
+        if isinstance(callback, functools.partial):
+            callback = callback.func
+        elif inspect.ismethod(callback):
+            callback = callback.__func__
+        elif inspect.isroutine(callback) or isinstance(callback, type):
+            return False
+        else:
+            call = getattr(type(callback), "__call__", None)
+            if not (inspect.isfunction(call) or inspect.ismethod(call)):
+                return False  # a C-level __call__ (builtins, method-wrappers)
+            callback = call
+    return False
+
+
+def describe_callback(callback: Any) -> Tuple[int, int]:
+    """Validate ``callback`` for registration and read its arity once.
+
+    Returns ``(accepted, required)``: how many leading positional arguments
+    the handler is given (``ALL_ARGUMENTS`` for ``*args`` or an unreadable
+    signature) and how many it needs.  Raises ``TypeError`` for a
+    non-callable, unhashable callback or one with a required keyword-only
+    parameter, and ``ValueError`` for an async one.
+    """
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, not {type(callback).__name__!r}")
+    if _is_async_callable(callback):
+        raise ValueError(ASYNC_CALLBACK_MESSAGE)
+    hash(callback)  # registrations compare as dict keys do: unhashable is a TypeError
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):
+        # Some builtins have no readable signature: give them every argument.
+        return ALL_ARGUMENTS, 0
+    accepted = required = 0
+    takes_varargs = False
+    for parameter in signature.parameters.values():
+        if parameter.kind in _POSITIONAL:
+            accepted += 1
+            if parameter.default is parameter.empty:
+                required += 1
+        elif parameter.kind is parameter.VAR_POSITIONAL:
+            takes_varargs = True
+        elif parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
+            raise TypeError(
+                f"callback {callback!r} has a required keyword-only parameter "
+                f"{parameter.name!r}, which emit can never pass"
+            )
+    return (ALL_ARGUMENTS if takes_varargs else accepted), required
+
+
+def check_event(event: Any) -> None:
+    """Raise ``TypeError`` if ``event`` cannot name an event (is unhashable)."""
+    hash(event)
+
+
+def arity_error(event: Any, callback: Callable[..., Any], required: int, given: int) -> TypeError:
+    """The error ``emit`` raises when a handler needs more arguments than emitted."""
+    return TypeError(
+        f"emit({event!r}): handler {callback!r} requires {required} positional "
+        f"argument{'s' if required != 1 else ''}, but {given} {'were' if given != 1 else 'was'} emitted"
+    )
+
+
+def log_handler_failure(event: Any, exc: BaseException) -> None:
+    """Log an exception a handler raised, with its traceback (livekit's record)."""
+    logger.error("failed to emit event %s", event, exc_info=exc)

@@ -1,0 +1,238 @@
+# Compiled core of livekit_events: registration storage and the hot path of
+# emit.  Its pure-Python twin is _core_py.py: same names, same behaviour, same
+# data model (read that module's docstring first).  Everything cold
+# (signature reading, validation, logging) lives in _common.py.
+
+cimport cython
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+
+from ._common import ALL_ARGUMENTS, arity_error, log_handler_failure, registry_lock
+
+cdef extern from "Python.h":
+    ctypedef struct PyTupleObject:
+        PyObject *ob_item[1]
+    PyObject *PyObject_Vectorcall(
+        PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+    const size_t PY_VECTORCALL_ARGUMENTS_OFFSET
+    const Py_ssize_t PY_SSIZE_T_MAX
+    int PyErr_ExceptionMatches(PyObject *exc)
+    PyObject *PyExc_Exception
+    void Py_DECREF_ptr "Py_DECREF"(PyObject *obj)
+
+cdef extern from *:
+    """
+    /* The exception that is set, normalised and with its traceback, as a new
+       reference; the error indicator is cleared.  Called only when one is set. */
+    static PyObject *lke_fetch_exception(void) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        return PyErr_GetRaisedException();
+    #else
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL) {
+            PyException_SetTraceback(value, tb);
+            Py_DECREF(tb);
+        }
+        Py_XDECREF(type);
+        return value;
+    #endif
+    }
+    """
+    object lke_fetch_exception()
+
+# Arguments are copied into a stack buffer with one spare slot in front, so
+# that bound methods can use PY_VECTORCALL_ARGUMENTS_OFFSET (prepend self in
+# place instead of allocating).  More arguments than this use the tuple as is.
+cdef enum:
+    STACK_ARGS = 8
+
+__all__ = ("EmitterCore", "Registration")
+
+
+@cython.final
+cdef class Registration:
+    """One ``on`` or ``once`` registration of a callback for an event."""
+
+    cdef readonly object callback
+    # How many leading arguments the callback gets; PY_SSIZE_T_MAX for all.
+    cdef readonly Py_ssize_t accepted
+    cdef readonly Py_ssize_t required
+    cdef Py_hash_t hash
+    cdef readonly bint once
+    # Cleared when removed, so emits walking an older tuple skip it.
+    cdef readonly bint active
+
+    def __cinit__(self, object callback, Py_ssize_t accepted, Py_ssize_t required, bint once):
+        self.callback = callback
+        self.accepted = PY_SSIZE_T_MAX if accepted == ALL_ARGUMENTS else accepted
+        self.required = required
+        self.hash = hash(callback)
+        self.once = once
+        self.active = True
+
+    cdef bint matches(self, object callback, Py_hash_t callback_hash) except -1:
+        # Dict-key equality: same hash, then identity or ==.
+        return self.hash == callback_hash and (
+            self.callback is callback or self.callback == callback
+        )
+
+
+cdef inline void _replace_entries(dict handlers, object event, tuple entries) except *:
+    # Caller holds registry_lock.  Empty events are dropped so that
+    # event_names() lists only events with handlers.
+    if entries:
+        handlers[event] = entries
+    else:
+        handlers.pop(event, None)
+
+
+cdef class EmitterCore:
+    """Registration storage and ``emit``; the public class adds the API."""
+
+    # event -> non-empty tuple of Registration, in call order.  Replaced, never
+    # mutated (copy-on-write), so emit iterates a snapshot for free.
+    cdef dict _handlers
+
+    def __cinit__(self, *args, **kwargs):
+        self._handlers = {}
+
+    def __init__(self):
+        if self._handlers:
+            self.remove_all_listeners()
+
+    def emit(self, event, *args):
+        """Call every handler of ``event`` with the leading ``args`` it accepts."""
+        cdef object entries = self._handlers.get(event)
+        if entries is None:
+            return
+        cdef Py_ssize_t given = PyTuple_GET_SIZE(args)
+        cdef Py_ssize_t count = PyTuple_GET_SIZE(entries)
+        cdef Py_ssize_t i, passed
+        cdef PyObject *stack[STACK_ARGS + 1]
+        cdef PyObject **argv
+        cdef size_t offset_flag
+        cdef PyObject *result
+        cdef Registration registration
+
+        if given <= STACK_ARGS:
+            for i in range(given):
+                stack[i + 1] = PyTuple_GET_ITEM(args, i)
+            argv = &stack[1]
+            offset_flag = PY_VECTORCALL_ARGUMENTS_OFFSET
+        else:
+            argv = (<PyTupleObject *>args).ob_item
+            offset_flag = 0
+
+        # `entries` (a strong reference) keeps every Registration, and so every
+        # callback and argument, alive while handlers run, whatever they change.
+        for i in range(count):
+            registration = <Registration>PyTuple_GET_ITEM(entries, i)
+            if not registration.active:
+                continue  # removed while this emit runs
+            if registration.once and not self._claim_once(event, registration):
+                continue
+            if given < registration.required:
+                raise arity_error(event, registration.callback, registration.required, given)
+            passed = registration.accepted if registration.accepted < given else given
+            result = PyObject_Vectorcall(
+                <PyObject *>registration.callback, argv, <size_t>passed | offset_flag, NULL)
+            # Checking the result instead of a try/except per handler keeps
+            # isolation free when nothing fails.
+            if result is NULL:
+                self._handler_failed(event)
+            else:
+                Py_DECREF_ptr(result)
+
+    cdef int _handler_failed(self, object event) except -1:
+        # A handler call returned NULL.  Exceptions are logged and swallowed;
+        # other BaseExceptions stay set and propagate out of emit.
+        if not PyErr_ExceptionMatches(PyExc_Exception):
+            return -1
+        log_handler_failure(event, lke_fetch_exception())
+        return 0
+
+    cdef bint _claim_once(self, object event, Registration registration) except -1:
+        # The caller saw `active` set and no Python code has run since, so
+        # under the GIL this test-and-clear cannot interleave with another
+        # thread or a nested emit.
+        if not registration.active:
+            return False
+        registration.active = False
+        with registry_lock:
+            entries = self._handlers.get(event)
+            if entries is not None:
+                _replace_entries(
+                    self._handlers, event,
+                    tuple([r for r in <tuple>entries if r is not registration]))
+        return True
+
+    def _add(self, event, callback, Py_ssize_t accepted, Py_ssize_t required, bint once):
+        cdef Registration registration = Registration(callback, accepted, required, once)
+        cdef Registration existing
+        with registry_lock:
+            entries = self._handlers.get(event, ())
+            if not once:
+                for existing in <tuple>entries:
+                    if not existing.once and existing.matches(callback, registration.hash):
+                        return  # already registered: keeps its first position
+            self._handlers[event] = <tuple>entries + (registration,)
+
+    def _remove(self, event, callback):
+        cdef Registration registration
+        cdef Py_hash_t callback_hash
+        with registry_lock:
+            entries = self._handlers.get(event)
+            if entries is None:
+                return
+            callback_hash = hash(callback)
+            removed = [r for r in <tuple>entries
+                       if (<Registration>r).matches(callback, callback_hash)]
+            if not removed:
+                return
+            for registration in removed:
+                registration.active = False
+            _replace_entries(
+                self._handlers, event,
+                tuple([r for r in <tuple>entries if (<Registration>r).active]))
+
+    def remove_all_listeners(self, event=None):
+        """Remove every handler of ``event``, or of every event if it is None."""
+        cdef Registration registration
+        with registry_lock:
+            if event is None:
+                dropped = list(self._handlers.values())
+                self._handlers.clear()
+            else:
+                entries = self._handlers.pop(event, None)
+                dropped = [entries] if entries is not None else []
+            for entries in dropped:
+                for registration in <tuple>entries:
+                    registration.active = False
+
+    def listeners(self, event):
+        """The callbacks of ``event`` as registered, in call order."""
+        return [(<Registration>r).callback for r in self._handlers.get(event, ())
+                if (<Registration>r).active]
+
+    def listener_count(self, event):
+        """How many registrations ``event`` has (each pending ``once`` counts)."""
+        cdef Py_ssize_t n = 0
+        for r in self._handlers.get(event, ()):
+            if (<Registration>r).active:
+                n += 1
+        return n
+
+    def event_names(self):
+        """The events that have at least one handler, in first-registration order."""
+        return [e for e, entries in list(self._handlers.items())
+                if any([(<Registration>r).active for r in <tuple>entries])]
+
+    @property
+    def _events(self):
+        """livekit compatibility: a fresh ``{event: [callbacks]}`` mapping."""
+        return {
+            e: [(<Registration>r).callback for r in <tuple>entries if (<Registration>r).active]
+            for e, entries in list(self._handlers.items())
+        }

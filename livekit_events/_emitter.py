@@ -1,0 +1,127 @@
+"""The public ``EventEmitter``: a thin Python shim over the active core.
+
+The core (``_core_c.pyx`` or its twin ``_core_py.py``) stores registrations
+and runs ``emit``.  This layer adds what is not hot: decorator forms,
+validation (async callbacks, non-callables, unhashable events, required
+keyword-only parameters) and reading each callback's arity once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, Optional, TypeVar, Union, overload
+
+from ._common import check_event, describe_callback
+from ._core import EmitterCore
+
+__all__ = ("EventEmitter", "EmitterAPI")
+
+T_contra = TypeVar("T_contra", contravariant=True)
+CallbackT = TypeVar("CallbackT", bound=Callable[..., Any])
+
+
+class _OnceRequest:
+    """What ``once`` hands to ``self.on``: a one-shot registration request.
+
+    ``once`` goes through ``on`` so that subclasses overriding ``on`` see
+    every registration; ``on`` recognises this type and registers the wrapped
+    callback as a once registration.  Calling it calls the callback, and
+    ``__wrapped__`` lets ``inspect.signature`` see the callback's signature.
+    """
+
+    __slots__ = ("__wrapped__", "accepted", "required")
+
+    def __init__(self, callback: Callable[..., Any], accepted: int, required: int) -> None:
+        self.__wrapped__ = callback
+        self.accepted = accepted
+        self.required = required
+
+    def __call__(self, *args: Any) -> Any:
+        return self.__wrapped__(*args)
+
+    def __repr__(self) -> str:
+        return f"<once {self.__wrapped__!r}>"
+
+
+class EmitterAPI:
+    """``on``/``once``/``off`` over a core; mixed into ``EventEmitter``."""
+
+    __slots__ = ()
+
+    # Provided by the core.
+    _add: Callable[[Any, Any, int, int, bool], None]
+    _remove: Callable[[Any, Any], None]
+
+    @overload
+    def on(self, event: Any, callback: CallbackT) -> CallbackT: ...
+    @overload
+    def on(self, event: Any, callback: None = None) -> Callable[[CallbackT], CallbackT]: ...
+    def on(
+        self, event: Any, callback: Optional[CallbackT] = None
+    ) -> Union[CallbackT, Callable[[CallbackT], CallbackT]]:
+        """Call ``callback`` every time ``event`` is emitted; return it.
+
+        Without ``callback``, return a decorator that registers the function
+        and returns it unchanged.  Registering a callback that is already
+        registered for ``event`` changes nothing.  Raises ``ValueError`` for an
+        async callback and ``TypeError`` for a non-callable, a callback with a
+        required keyword-only parameter, or an unhashable event.
+        """
+        check_event(event)
+        if callback is None:
+
+            def decorator(function: CallbackT) -> CallbackT:
+                self.on(event, function)
+                return function
+
+            return decorator
+        if type(callback) is _OnceRequest:
+            self._add(event, callback.__wrapped__, callback.accepted, callback.required, True)
+        else:
+            accepted, required = describe_callback(callback)
+            self._add(event, callback, accepted, required, False)
+        return callback
+
+    @overload
+    def once(self, event: Any, callback: CallbackT) -> CallbackT: ...
+    @overload
+    def once(self, event: Any, callback: None = None) -> Callable[[CallbackT], CallbackT]: ...
+    def once(
+        self, event: Any, callback: Optional[CallbackT] = None
+    ) -> Union[CallbackT, Callable[[CallbackT], CallbackT]]:
+        """Call ``callback`` the next time ``event`` is emitted only; return it.
+
+        Each call adds one one-shot registration (also for a callback that is
+        already registered).  It is removed before it is called, so it fires
+        at most once even under nested emits or threads.  Goes through
+        ``self.on``.  Decorator form and errors as for ``on``.
+        """
+        check_event(event)
+        if callback is None:
+
+            def decorator(function: CallbackT) -> CallbackT:
+                self.once(event, function)
+                return function
+
+            return decorator
+        accepted, required = describe_callback(callback)
+        self.on(event, _OnceRequest(callback, accepted, required))
+        return callback
+
+    def off(self, event: Any, callback: Callable[..., Any]) -> None:
+        """Remove every registration of ``callback`` for ``event`` (``on`` and
+        pending ``once`` ones).  Unknown events or callbacks are ignored."""
+        self._remove(event, callback)
+
+
+class EventEmitter(EmitterAPI, EmitterCore, Generic[T_contra]):
+    """A drop-in replacement for ``livekit.rtc.EventEmitter``.
+
+    Handlers run synchronously in registration order; each gets the leading
+    emitted arguments it accepts (read from its signature once, when it is
+    registered); an ``Exception`` raised by one is logged on the
+    ``livekit.events`` logger and the others still run.
+
+    ``emit(event, *args)``, ``listeners(event)``, ``listener_count(event)``,
+    ``event_names()`` and ``remove_all_listeners(event=None)`` come from the
+    compiled core (``livekit_events.IMPLEMENTATION`` says which one runs).
+    """

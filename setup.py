@@ -1,0 +1,82 @@
+"""Build the compiled core; fall back to the pure-Python twin if it can't be built.
+
+Environment variables (read at build time):
+
+* ``LIVEKIT_EVENTS_NO_EXTENSIONS`` (non-empty): don't build the extension.
+* ``LIVEKIT_EVENTS_REQUIRE_EXTENSIONS`` (non-empty): fail the build if the
+  extension can't be built instead of installing the pure twin.  CI sets it.
+* ``LIVEKIT_EVENTS_CYTHON_TRACE`` (non-empty): build with line tracing (coverage).
+"""
+
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+NO_EXTENSIONS = bool(os.environ.get("LIVEKIT_EVENTS_NO_EXTENSIONS"))
+REQUIRE_EXTENSIONS = bool(os.environ.get("LIVEKIT_EVENTS_REQUIRE_EXTENSIONS"))
+if sys.implementation.name != "cpython":
+    NO_EXTENSIONS = True
+
+COMPILER_DIRECTIVES = {
+    "language_level": "3",
+    "boundscheck": False,
+    "wraparound": False,
+    "initializedcheck": False,
+    "embedsignature": True,
+    # Under free-threaded CPython the core is safe without the GIL: see the
+    # thread-safety notes in _core_c.pyx.
+    "freethreading_compatible": True,
+}
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that warns and carries on when the extension can't be built."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, missing headers, ...
+            self._fail(exc)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc):
+        if REQUIRE_EXTENSIONS:
+            raise
+        print(
+            "*" * 72 + "\n"
+            f"WARNING: livekit_events could not build its compiled core ({exc}).\n"
+            "Installing the pure-Python implementation: same behaviour, slower emit.\n"
+            "Set LIVEKIT_EVENTS_REQUIRE_EXTENSIONS=1 to make this an error.\n" + "*" * 72,
+            file=sys.stderr,
+        )
+
+
+def extensions():
+    if NO_EXTENSIONS:
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        if REQUIRE_EXTENSIONS:
+            raise
+        print("WARNING: Cython is not installed; installing the pure-Python core.", file=sys.stderr)
+        return []
+    macros = []
+    directives = dict(COMPILER_DIRECTIVES)
+    if os.environ.get("LIVEKIT_EVENTS_CYTHON_TRACE"):
+        directives["linetrace"] = True
+        macros.append(("CYTHON_TRACE_NOGIL", "1"))
+    return cythonize(
+        [Extension("livekit_events._core_c", ["livekit_events/_core_c.pyx"], define_macros=macros)],
+        compiler_directives=directives,
+    )
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
