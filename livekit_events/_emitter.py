@@ -8,6 +8,7 @@ keyword-only parameters) and reading each callback's arity once.
 
 from __future__ import annotations
 
+import types
 from typing import Any, Callable, Generic, Optional, TypeVar, Union, overload
 
 from ._common import check_event, describe_callback
@@ -125,3 +126,18 @@ class EventEmitter(EmitterAPI, EmitterCore, Generic[T_contra]):
     ``event_names()`` and ``remove_all_listeners(event=None)`` come from the
     compiled core (``livekit_events.IMPLEMENTATION`` says which one runs).
     """
+
+
+def emitter_class_for(core: type) -> type:
+    """The public class built over ``core`` (a core module's ``EmitterCore``).
+
+    For the active core this is ``EventEmitter`` itself; for the other one it
+    is an identical class with that core underneath.  The test suite uses it
+    to run every test against both implementations.
+    """
+    if core is EmitterCore:
+        return EventEmitter
+    namespace = {"__doc__": EventEmitter.__doc__, "__module__": __name__}
+    return types.new_class(
+        "EventEmitter", (EmitterAPI, core, Generic[T_contra]), {}, lambda ns: ns.update(namespace)
+    )
