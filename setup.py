@@ -14,6 +14,7 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+BUILD_FAILURE_MARKER = "_build_failed.txt"  # also named in livekit_events/_core.py
 NO_EXTENSIONS = bool(os.environ.get("LIVEKIT_EVENTS_NO_EXTENSIONS"))
 REQUIRE_EXTENSIONS = bool(os.environ.get("LIVEKIT_EVENTS_REQUIRE_EXTENSIONS"))
 if sys.implementation.name != "cpython":
@@ -35,6 +36,9 @@ class OptionalBuildExt(build_ext):
     """build_ext that warns and carries on when the extension can't be built."""
 
     def run(self):
+        marker = os.path.join(self._package_dir(), BUILD_FAILURE_MARKER)
+        if os.path.exists(marker):  # left by an earlier failed build in build/
+            os.remove(marker)
         try:
             super().run()
         except Exception as exc:  # no compiler, missing headers, ...
@@ -49,6 +53,7 @@ class OptionalBuildExt(build_ext):
     def _fail(self, exc):
         if REQUIRE_EXTENSIONS:
             raise
+        self._write_failure_marker(exc)
         print(
             "*" * 72 + "\n"
             f"WARNING: livekit_events could not build its compiled core ({exc}).\n"
@@ -56,6 +61,18 @@ class OptionalBuildExt(build_ext):
             "Set LIVEKIT_EVENTS_REQUIRE_EXTENSIONS=1 to make this an error.\n" + "*" * 72,
             file=sys.stderr,
         )
+
+
+    def _write_failure_marker(self, exc):
+        # pip hides build output, so the package also warns at import time
+        # when it finds this file and no compiled core (see _core.py).
+        package_dir = self._package_dir()
+        os.makedirs(package_dir, exist_ok=True)
+        with open(os.path.join(package_dir, BUILD_FAILURE_MARKER), "w") as marker:
+            marker.write(f"{type(exc).__name__}: {exc}\n")
+
+    def _package_dir(self):
+        return "livekit_events" if self.inplace else os.path.join(self.build_lib, "livekit_events")
 
 
 def extensions():
