@@ -12,7 +12,7 @@ import functools
 import inspect
 import logging
 import threading
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Tuple, cast
 
 logger = logging.getLogger("livekit.events")
 
@@ -62,7 +62,7 @@ def _is_async_callable(callback: Any) -> bool:
         elif inspect.isroutine(callback) or isinstance(callback, type):
             return False
         else:
-            call = getattr(type(callback), "__call__", None)
+            call = getattr(cast("type[object]", type(callback)), "__call__", None)
             if not (inspect.isfunction(call) or inspect.ismethod(call)):
                 return False  # a C-level __call__ (builtins, method-wrappers)
             callback = call

@@ -32,13 +32,14 @@ if os.environ.get("LIVEKIT_EVENTS_NO_EXTENSIONS"):
     IMPLEMENTATION = "pure"
 else:
     try:
-        from ._core_c import EmitterCore  # type: ignore[no-redef]
+        # Both cores have the same surface (the stub _core_c.pyi mirrors _core_py).
+        from ._core_c import EmitterCore  # type: ignore[assignment]
 
-        IMPLEMENTATION = "compiled"
+        IMPLEMENTATION = "compiled"  # pyright: ignore[reportConstantRedefinition]
     except ImportError:  # not built (no compiler, or an uncompiled source tree)
         from ._core_py import EmitterCore
 
-        IMPLEMENTATION = "pure"
+        IMPLEMENTATION = "pure"  # pyright: ignore[reportConstantRedefinition]
         _warn_build_failed()
 
 __all__ = ("IMPLEMENTATION", "EmitterCore")

@@ -9,7 +9,19 @@ keyword-only parameters) and reading each callback's arity once.
 from __future__ import annotations
 
 import types
-from typing import Any, Callable, Generic, Optional, TypeVar, Union, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    List,
+    Optional,
+    TypeVar,
+    Union,
+    cast,
+    overload,
+)
 
 from ._common import check_event, describe_callback
 from ._core import EmitterCore
@@ -43,21 +55,51 @@ class _OnceRequest:
         return f"<once {self.__wrapped__!r}>"
 
 
-class EmitterAPI:
-    """``on``/``once``/``off`` over a core; mixed into ``EventEmitter``."""
+class EmitterAPI(Generic[T_contra]):
+    """``on``/``once``/``off`` over a core; mixed into ``EventEmitter``.
+
+    This class also carries the public typing: every method is typed against
+    the event-name type ``T_contra``, so ``EventEmitter[Literal["a", "b"]]``
+    rejects ``emit("c")`` under mypy and pyright whichever core runs.
+    """
 
     __slots__ = ()
 
-    # Provided by the core.
-    _add: Callable[[Any, Any, int, int, bool], None]
-    _remove: Callable[[Any, Any], None]
+    if TYPE_CHECKING:
+        # Provided by the core (_core_c or _core_py), declared here only for
+        # type checkers.  Nothing is defined at run time: emit stays the
+        # core's own method, with no Python layer in front of it.
+        def emit(self, event: T_contra, *args: Any) -> None:
+            """Call every handler of ``event`` with the leading ``args`` it accepts."""
+
+        def listeners(self, event: T_contra) -> List[Callable[..., Any]]:
+            """The callbacks of ``event`` as registered, in call order."""
+            ...
+
+        def listener_count(self, event: T_contra) -> int:
+            """How many registrations ``event`` has (each pending ``once`` counts)."""
+            ...
+
+        # List[Any], not List[T_contra]: a contravariant type variable cannot
+        # be returned.
+        def event_names(self) -> List[Any]:
+            """The events that have at least one handler, in first-registration order."""
+            ...
+
+        def remove_all_listeners(self, event: Optional[T_contra] = None) -> None:
+            """Remove every handler of ``event``, or of every event if it is None."""
+
+        @property
+        def _events(self) -> Dict[Any, List[Callable[..., Any]]]: ...
+        def _add(self, event: Any, callback: Any, accepted: int, required: int, once: bool) -> None: ...
+        def _remove(self, event: Any, callback: Any) -> None: ...
 
     @overload
-    def on(self, event: Any, callback: CallbackT) -> CallbackT: ...
+    def on(self, event: T_contra, callback: CallbackT) -> CallbackT: ...
     @overload
-    def on(self, event: Any, callback: None = None) -> Callable[[CallbackT], CallbackT]: ...
+    def on(self, event: T_contra, callback: None = None) -> Callable[[CallbackT], CallbackT]: ...
     def on(
-        self, event: Any, callback: Optional[CallbackT] = None
+        self, event: T_contra, callback: Optional[CallbackT] = None
     ) -> Union[CallbackT, Callable[[CallbackT], CallbackT]]:
         """Call ``callback`` every time ``event`` is emitted; return it.
 
@@ -76,18 +118,19 @@ class EmitterAPI:
 
             return decorator
         if type(callback) is _OnceRequest:
-            self._add(event, callback.__wrapped__, callback.accepted, callback.required, True)
+            request = cast(_OnceRequest, callback)
+            self._add(event, request.__wrapped__, request.accepted, request.required, True)
         else:
             accepted, required = describe_callback(callback)
             self._add(event, callback, accepted, required, False)
         return callback
 
     @overload
-    def once(self, event: Any, callback: CallbackT) -> CallbackT: ...
+    def once(self, event: T_contra, callback: CallbackT) -> CallbackT: ...
     @overload
-    def once(self, event: Any, callback: None = None) -> Callable[[CallbackT], CallbackT]: ...
+    def once(self, event: T_contra, callback: None = None) -> Callable[[CallbackT], CallbackT]: ...
     def once(
-        self, event: Any, callback: Optional[CallbackT] = None
+        self, event: T_contra, callback: Optional[CallbackT] = None
     ) -> Union[CallbackT, Callable[[CallbackT], CallbackT]]:
         """Call ``callback`` the next time ``event`` is emitted only; return it.
 
@@ -108,13 +151,15 @@ class EmitterAPI:
         self.on(event, _OnceRequest(callback, accepted, required))
         return callback
 
-    def off(self, event: Any, callback: Callable[..., Any]) -> None:
+    def off(self, event: T_contra, callback: Callable[..., Any]) -> None:
         """Remove every registration of ``callback`` for ``event`` (``on`` and
         pending ``once`` ones).  Unknown events or callbacks are ignored."""
         self._remove(event, callback)
 
 
-class EventEmitter(EmitterAPI, EmitterCore, Generic[T_contra]):
+# Generic[T_contra] last keeps the MRO EventEmitter, EmitterAPI, EmitterCore,
+# Generic, object: the core's methods are found right after the shim's.
+class EventEmitter(EmitterAPI[T_contra], EmitterCore, Generic[T_contra]):
     """A drop-in replacement for ``livekit.rtc.EventEmitter``.
 
     Handlers run synchronously in registration order; each gets the leading
@@ -138,6 +183,7 @@ def emitter_class_for(core: type) -> type:
     if core is EmitterCore:
         return EventEmitter
     namespace = {"__doc__": EventEmitter.__doc__, "__module__": __name__}
+    generic: Any = Generic  # subscripted at run time, outside a class statement
     return types.new_class(
-        "EventEmitter", (EmitterAPI, core, Generic[T_contra]), {}, lambda ns: ns.update(namespace)
+        "EventEmitter", (EmitterAPI, core, generic[T_contra]), {}, lambda ns: ns.update(namespace)
     )
