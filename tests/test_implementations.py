@@ -1,0 +1,147 @@
+"""SPEC §6, Two implementations, one behaviour.
+
+The choice of core is made at import time, so it is checked in fresh
+interpreters (subprocesses) with the environment under test.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from typing import Any, Dict, Optional
+
+import pytest
+
+import livekit_events
+
+pytestmark = pytest.mark.thread_unsafe  # subprocesses
+
+_REPORT = (
+    "import livekit_events, livekit_events._core as c; "
+    "print(livekit_events.IMPLEMENTATION, c.EmitterCore.__module__)"
+)
+
+
+def _env(no_extensions: Optional[str]) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.pop("LIVEKIT_EVENTS_NO_EXTENSIONS", None)
+    if no_extensions is not None:
+        env["LIVEKIT_EVENTS_NO_EXTENSIONS"] = no_extensions
+    return env
+
+
+def _implementation_in_subprocess(no_extensions: Optional[str]) -> str:
+    # Run from the directory livekit_events was imported from, so the child
+    # imports the same package (installed or source tree) as this run.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(livekit_events.__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", _REPORT],
+        env=_env(no_extensions),
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def _skip_unless_compiled(impl: Any) -> None:
+    if impl.name != "compiled":
+        pytest.skip("checks the compiled core's selection")
+
+
+# -- which core is used -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "0"])
+def test_no_extensions_env_var_non_empty_selects_pure(impl: Any, value: str) -> None:
+    # Any non-empty value, even "0", forces the pure twin (as documented).
+    _skip_unless_compiled(impl)  # run once; the check doesn't depend on the fixture
+    assert _implementation_in_subprocess(value) == "pure livekit_events._core_py"
+
+
+def test_no_extensions_env_var_empty_does_not_force_pure(impl: Any) -> None:
+    _skip_unless_compiled(impl)
+    assert _implementation_in_subprocess("") == "compiled livekit_events._core_c"
+
+
+def test_default_uses_compiled_core_when_built(impl: Any) -> None:
+    _skip_unless_compiled(impl)  # the compiled runs fail loudly if it isn't built
+    assert _implementation_in_subprocess(None) == "compiled livekit_events._core_c"
+
+
+def test_package_tells_which_implementation_is_active(impl: Any) -> None:
+    assert livekit_events.IMPLEMENTATION in ("compiled", "pure")
+    modules = {"compiled": "livekit_events._core_c", "pure": "livekit_events._core_py"}
+    cores = [c for c in livekit_events.EventEmitter.__mro__ if c.__name__ == "EmitterCore"]
+    assert [c.__module__ for c in cores] == [modules[livekit_events.IMPLEMENTATION]]
+    if impl.name == "compiled":
+        # conftest refuses to run the compiled tests unless it is active.
+        assert livekit_events.IMPLEMENTATION == "compiled"
+
+
+def test_fixture_tests_the_named_core(impl: Any, EventEmitter: Any) -> None:
+    expected = {"compiled": "livekit_events._core_c", "pure": "livekit_events._core_py"}[impl.name]
+    assert impl.core.__name__ == expected
+    assert impl.core.EmitterCore in EventEmitter.__mro__
+    assert issubclass(EventEmitter, livekit_events.EventEmitter.__mro__[1])  # same public API
+    if impl.name == "compiled":
+        assert not impl.core.__file__.endswith(".py")  # really the extension module
+
+
+def test_both_cores_have_the_same_public_names(impl: Any) -> None:
+    import livekit_events._core_py as pure
+
+    def public(cls: type) -> set:
+        # The public API, plus what the shim calls and livekit's `_events`
+        # (C-level members of the compiled core don't show up in dir()).
+        shared = {"_add", "_remove", "_events"}
+        return {name for name in dir(cls) if not name.startswith("_") or name in shared}
+
+    assert set(impl.core.__all__) == set(pure.__all__)
+    assert public(impl.core.EmitterCore) == public(pure.EmitterCore)
+    for name in ("emit", "listeners", "listener_count", "event_names", "remove_all_listeners"):
+        theirs = inspect.signature(getattr(impl.core.EmitterCore, name))
+        ours = inspect.signature(getattr(pure.EmitterCore, name))
+        assert list(theirs.parameters) == list(ours.parameters), name
+
+
+# -- a test run says which implementation it tested -----------------------------------------
+
+
+def _run_pytest(args: list, no_extensions: Optional[str]) -> subprocess.CompletedProcess:
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+        env=_env(no_extensions),
+        cwd=os.path.dirname(tests_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_run_reports_which_implementation_it_tested(impl: Any) -> None:
+    _skip_unless_compiled(impl)
+    this = os.path.abspath(__file__)
+    result = _run_pytest([this, "-k", "fixture_tests_the_named_core"], None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "livekit_events implementations tested" in result.stdout
+    assert "compiled  (livekit_events._core_c): 1 passed, 0 failed" in result.stdout
+    assert "pure      (livekit_events._core_py): 1 passed, 0 failed" in result.stdout
+
+
+def test_run_meant_for_compiled_core_fails_when_pure_is_forced(impl: Any) -> None:
+    _skip_unless_compiled(impl)
+    this = os.path.abspath(__file__)
+    result = _run_pytest([this, "-k", "fixture_tests_the_named_core"], "1")
+    assert result.returncode != 0
+    assert "LIVEKIT_EVENTS_NO_EXTENSIONS" in result.stdout + result.stderr
+    # ...and with --no-c-extensions the pure-only run is fine and says so.
+    result = _run_pytest([this, "-k", "fixture_tests_the_named_core", "--no-c-extensions"], "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pure      (livekit_events._core_py): 1 passed, 0 failed" in result.stdout
+    assert "compiled  (livekit_events._core_c): 0 passed, 0 failed" in result.stdout
