@@ -7,7 +7,16 @@
 
 from ._core import IMPLEMENTATION
 from ._emitter import EventEmitter
+from ._livekit import LivekitIncompatibleError, install, is_installed, uninstall
 
 __version__ = "0.1.0"
 
-__all__ = ("EventEmitter", "IMPLEMENTATION", "__version__")
+__all__ = (
+    "EventEmitter",
+    "IMPLEMENTATION",
+    "LivekitIncompatibleError",
+    "__version__",
+    "install",
+    "is_installed",
+    "uninstall",
+)

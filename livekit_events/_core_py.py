@@ -162,3 +162,121 @@ class EmitterCore:
             e: [r.callback for r in entries if r.active]
             for e, entries in list(self._handlers.items())
         }
+
+
+# ===========================================================================
+# livekit.rtc acceleration (issue 7).  Owned by livekit_events.install()
+# (_livekit.py); twin of the same section at the end of _core_c.pyx (read its
+# comment); cold path: _livekit_common.py.  Nothing above this line uses it.
+# ===========================================================================
+
+import weakref as _lk_weakref
+
+from ._livekit_common import (
+    LK_ALL,
+    LK_LEGACY_ONCE,
+    LK_SLOW,
+    Entry,
+    lk_call_slow,
+    lk_describe_all,
+    lk_legacy_once_pending,
+    lk_log_failure,
+)
+
+
+class _LivekitSnapshot:
+    """One emitter's handlers of one event as its last emit saw them."""
+
+    __slots__ = ("n", "entries", "refs", "ids", "limits", "kinds")
+
+    def __init__(self, keys: Tuple[Any, ...], entries: List[Entry]) -> None:
+        self.n = len(entries)
+        self.entries = entries
+        self.refs = [entry[0] for entry in entries]
+        self.ids = [id(key) for key in keys]
+        # A slice bound: args[:None] is every argument.
+        self.limits = [None if entry[1] == LK_ALL else entry[1] for entry in entries]
+        self.kinds = [entry[2] for entry in entries]
+
+    def matches(self, keys: List[Any]) -> bool:
+        if len(keys) != self.n:
+            return False
+        for key, ref, key_id in zip(keys, self.refs, self.ids):
+            if id(key) != key_id:
+                return False
+            # Without a weak reference the same id may be another object:
+            # harmless, such a handler's arity is read at every emit.
+            if ref is not None and ref() is not key:
+                return False
+        return True
+
+
+# id(emitter) -> (weak reference to it, {event: _LivekitSnapshot})
+_lk_emitters: Dict[int, Tuple[Any, Dict[Any, _LivekitSnapshot]]] = {}
+
+
+def _lk_forget(key: int) -> Any:
+    def forget(ref: Any) -> None:
+        cache = _lk_emitters.get(key)
+        if cache is not None and cache[0] is ref:
+            del _lk_emitters[key]
+
+    return forget
+
+
+def _lk_cache_for(emitter: Any) -> Optional[Dict[Any, _LivekitSnapshot]]:
+    key = id(emitter)
+    cache = _lk_emitters.get(key)
+    if cache is not None and cache[0]() is emitter:
+        return cache[1]
+    try:
+        ref = _lk_weakref.ref(emitter, _lk_forget(key))
+    except TypeError:
+        return None  # can't be weakly referenced: no cache, arity read per emit
+    snapshots: Dict[Any, _LivekitSnapshot] = {}
+    _lk_emitters[key] = (ref, snapshots)
+    return snapshots
+
+
+def livekit_reset() -> None:
+    """Forget every snapshot (``uninstall()`` calls it)."""
+    _lk_emitters.clear()
+
+
+def livekit_snapshot_count() -> int:
+    """How many emitters have snapshots (tests: nothing is kept alive)."""
+    return len(_lk_emitters)
+
+
+def livekit_emit(self: Any, event: Any, *args: Any) -> None:
+    """Trigger all callbacks associated with the given event.
+
+    livekit_events' dispatcher for ``livekit.rtc.EventEmitter`` (installed by
+    ``livekit_events.install()``): livekit's semantics, each handler's
+    signature read once per registration instead of on every emit.
+    """
+    events = self._events
+    if event not in events:
+        return
+    keys = list(events[event])  # livekit's snapshot
+    cache = _lk_cache_for(self)
+    snapshot = cache.get(event) if cache is not None else None
+    if snapshot is None or not snapshot.matches(keys):
+        current = tuple(keys)
+        snapshot = _LivekitSnapshot(
+            current, lk_describe_all(current, snapshot.entries if snapshot is not None else ())
+        )
+        if cache is not None:
+            cache[event] = snapshot
+    for callback, limit, kind in zip(keys, snapshot.limits, snapshot.kinds):
+        if kind == LK_SLOW:
+            lk_call_slow(event, callback, args)
+            continue
+        if kind == LK_LEGACY_ONCE and not lk_legacy_once_pending(self, event, callback):
+            continue
+        try:
+            callback(*args[:limit])
+        except TypeError:
+            raise
+        except Exception as exc:
+            lk_log_failure(event, exc)

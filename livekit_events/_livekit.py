@@ -1,0 +1,355 @@
+"""Accelerate an existing LiveKit app in place: ``install()`` / ``uninstall()``.
+
+``install()`` replaces two methods of ``livekit.rtc.EventEmitter`` (so of
+``Room`` and every other subclass, instances that already exist included):
+
+* ``emit`` becomes ``livekit_emit`` from the active core (``_core_c`` when it
+  is built, else the pure twin ``_core_py``): livekit's semantics, with each
+  handler's signature read once per registration instead of on every emit.
+* ``once`` becomes a copy of livekit's ``once`` whose wrapper fires at most
+  once (livekit's can fire twice when an emit nests inside another emit).
+
+livekit's ``__init__``, ``on`` and ``off`` and its ``_events`` storage are
+left as they are.  Before changing anything, ``install()`` checks that the
+installed livekit's emitter is the one this code was written against (its
+methods, their signatures, what its ``emit`` refers to, and how it behaves
+on a scratch instance) and refuses with ``LivekitIncompatibleError`` if not.
+``uninstall()`` puts livekit's original function objects back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import threading
+import types
+import warnings
+from types import ModuleType
+from typing import Any, Callable, Dict, List, Optional, Set
+
+from . import _livekit_common
+
+__all__ = ("LivekitIncompatibleError", "install", "uninstall", "is_installed")
+
+
+class LivekitIncompatibleError(RuntimeError):
+    """The installed livekit's ``EventEmitter`` is not one ``install()`` knows."""
+
+
+class _Installed:
+    __slots__ = ("cls", "core", "originals", "replacements")
+
+    def __init__(
+        self,
+        cls: type,
+        core: ModuleType,
+        originals: Dict[str, Callable[..., Any]],
+        replacements: Dict[str, Callable[..., Any]],
+    ) -> None:
+        self.cls = cls
+        self.core = core
+        self.originals = originals
+        self.replacements = replacements
+
+
+_lock = threading.RLock()
+_installed: Optional[_Installed] = None
+
+# What install() relies on in livekit's emitter module.
+_SIGNATURES = {
+    "__init__": ["self"],
+    "emit": ["self", "event", "*args"],
+    "on": ["self", "event", "callback=None"],
+    "once": ["self", "event", "callback=None"],
+    "off": ["self", "event", "callback"],
+}
+# Names livekit's emit must use: _events storage, the signature rule, the
+# TypeError/Exception handling and its logger.
+_EMIT_NAMES = {
+    "_events",
+    "signature",
+    "VAR_POSITIONAL",
+    "POSITIONAL_ONLY",
+    "POSITIONAL_OR_KEYWORD",
+    "TypeError",
+    "Exception",
+    "logger",
+    "exception",
+}
+
+
+def _active_core() -> ModuleType:
+    from ._core import IMPLEMENTATION
+
+    name = "_core_c" if IMPLEMENTATION == "compiled" else "_core_py"
+    return importlib.import_module(f"{__package__}.{name}")
+
+
+def _import_livekit() -> ModuleType:
+    try:
+        return importlib.import_module("livekit.rtc.event_emitter")
+    except ImportError as exc:
+        raise ImportError(
+            "livekit_events.install() accelerates livekit.rtc, which is not installed "
+            "(pip install livekit)"
+        ) from exc
+
+
+def _parameters(function: Any) -> List[str]:
+    out = []
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            out.append(f"*{parameter.name}")
+        elif parameter.kind is parameter.VAR_KEYWORD:
+            out.append(f"**{parameter.name}")
+        elif parameter.default is not parameter.empty:
+            out.append(f"{parameter.name}={parameter.default!r}")
+        else:
+            out.append(parameter.name)
+    return out
+
+
+class _Probe:
+    """What the behaviour probe learned about livekit's ``once`` wrapper."""
+
+    once_code: Optional[types.CodeType] = None
+    once_wraps: bool = False
+    once_qualname: Optional[str] = None
+
+
+def _check(module: ModuleType, cls: Any) -> _Probe:
+    """Raise ``LivekitIncompatibleError`` unless ``cls`` is the emitter this
+    code knows.  Runs livekit's own methods on a scratch instance only."""
+    problems: List[str] = []
+    rtc = importlib.import_module("livekit.rtc")
+    if getattr(rtc, "EventEmitter", None) is not cls:
+        problems.append("livekit.rtc.EventEmitter is not livekit.rtc.event_emitter.EventEmitter")
+    if not isinstance(cls, type):
+        raise LivekitIncompatibleError(f"livekit.rtc.EventEmitter is not a class: {cls!r}")
+    functions: Dict[str, Any] = {}
+    for name, expected in _SIGNATURES.items():
+        function = cls.__dict__.get(name)
+        if type(function) is not types.FunctionType:
+            problems.append(
+                f"EventEmitter.{name} is {function!r}, not a plain function "
+                "(already replaced by something else?)"
+            )
+            continue
+        functions[name] = function
+        got = _parameters(function)
+        if got != expected:
+            problems.append(f"EventEmitter.{name}{tuple(got)}: expected {tuple(expected)}")
+    if not isinstance(getattr(module, "logger", None), logging.Logger):
+        problems.append("livekit.rtc.event_emitter has no `logger` (its emit's logger)")
+    if "emit" in functions:
+        missing = _EMIT_NAMES - _code_names(functions["emit"].__code__)
+        if missing:
+            problems.append(
+                "EventEmitter.emit no longer works as expected (it doesn't use "
+                f"{', '.join(sorted(missing))})"
+            )
+    # livekit's own subclasses must inherit emit and once, or install() would
+    # not reach them.
+    pending: List[type] = list(cls.__subclasses__())
+    while pending:
+        sub = pending.pop()
+        pending.extend(sub.__subclasses__())
+        if str(getattr(sub, "__module__", "")).startswith("livekit."):
+            for name in ("emit", "once", "_events"):
+                if name in sub.__dict__:
+                    problems.append(f"{sub.__module__}.{sub.__qualname__} overrides {name}")
+    if problems:
+        raise LivekitIncompatibleError(_refusal(problems))
+
+    probe = _Probe()
+    try:
+        _probe_behaviour(cls, functions, probe)
+    except Exception as exc:
+        raise LivekitIncompatibleError(
+            _refusal([f"livekit's EventEmitter doesn't behave as expected: {exc}"])
+        ) from exc
+    return probe
+
+
+def _code_names(code: types.CodeType) -> Set[str]:
+    """The names a function's code uses, nested code (comprehensions) included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _refusal(problems: List[str]) -> str:
+    try:
+        from livekit.rtc.version import __version__ as livekit_version
+    except Exception:  # pragma: no cover - no version module
+        livekit_version = "unknown version"
+
+    return (
+        f"livekit_events.install(): the installed livekit ({livekit_version}) has an "
+        "EventEmitter this version of livekit_events doesn't know, so nothing was changed:\n  - "
+        + "\n  - ".join(problems)
+    )
+
+
+def _probe_behaviour(cls: Any, functions: Dict[str, Any], probe: _Probe) -> None:
+    emit, on, once, off = (functions[n] for n in ("emit", "on", "once", "off"))
+    scratch = cls.__new__(cls)
+    functions["__init__"](scratch)
+    calls: List[Any] = []
+
+    def one(a):  # type: ignore[no-untyped-def]
+        calls.append(("one", a))
+
+    def every(*a):  # type: ignore[no-untyped-def]
+        calls.append(("every", a))
+
+    def expect(condition: bool, what: str) -> None:
+        if not condition:
+            raise AssertionError(what)
+
+    expect(type(scratch.__dict__.get("_events")) is dict and not scratch._events,
+           "__init__ doesn't set self._events to an empty dict")
+    expect(on(scratch, "e", one) is one, "on() doesn't return the callback")
+    on(scratch, "e", every)
+    on(scratch, "e", one)
+    expect(scratch._events == {"e": {one: None, every: None}} and type(scratch._events["e"]) is dict,
+           "on() doesn't store self._events[event] = {callback: None}")
+    emit(scratch, "e", 1, 2)
+    expect(calls == [("one", 1), ("every", (1, 2))], "emit() doesn't trim arguments by signature")
+    del calls[:]
+    wrapper = once(scratch, "f", one)
+    expect(callable(wrapper) and list(scratch._events["f"]) == [wrapper],
+           "once() doesn't register one wrapper and return it")
+    emit(scratch, "f", 3)
+    expect(calls == [("one", 3)] and scratch._events["f"] == {},
+           "once()'s wrapper doesn't remove itself and call the callback")
+    off(scratch, "e", one)
+    off(scratch, "missing", one)
+    expect(list(scratch._events["e"]) == [every], "off() doesn't remove the callback")
+    if type(wrapper) is types.FunctionType:
+        probe.once_code = wrapper.__code__
+        probe.once_qualname = wrapper.__qualname__
+    probe.once_wraps = getattr(wrapper, "__wrapped__", None) is one
+
+
+def _make_once(original: Any, probe: _Probe) -> Any:
+    """livekit's ``once``, with a wrapper that fires at most once."""
+    wraps = probe.once_wraps
+    qualname = probe.once_qualname
+
+    def once(self: Any, event: Any, callback: Optional[Callable[..., Any]] = None) -> Callable[..., Any]:
+        if callback is not None:
+            pending = [True]
+
+            def once_callback(*args: Any, **kwargs: Any) -> None:
+                # FIX: list.pop is atomic, so a nested emit (or another
+                # thread) that already fired this registration makes the
+                # outer emit skip it instead of firing it a second time.
+                try:
+                    pending.pop()
+                except IndexError:
+                    return
+                self.off(event, once_callback)
+                callback(*args, **kwargs)
+
+            if wraps:  # livekit's wrapper exposes its callback: so does this one
+                once_callback.__wrapped__ = callback  # type: ignore[attr-defined]
+            if qualname is not None:
+                once_callback.__qualname__ = qualname
+            registered: Callable[..., Any] = self.on(event, once_callback)
+            return registered
+        else:
+
+            def decorator(callback: Callable[..., Any]) -> Callable[..., Any]:
+                self.once(event, callback)
+                return callback
+
+            return decorator
+
+    once.__name__ = original.__name__
+    once.__qualname__ = original.__qualname__
+    once.__doc__ = original.__doc__
+    once.__wrapped__ = original  # type: ignore[attr-defined]
+    return once
+
+
+def install() -> None:
+    """Make every ``livekit.rtc.EventEmitter`` (``Room`` and other subclasses,
+    existing instances included) dispatch through livekit_events' core.
+
+    Keeps livekit's behaviour except for its listed defects (see the README).
+    Raises ``ImportError`` if livekit is not installed and
+    ``LivekitIncompatibleError`` (changing nothing) if its emitter is not one
+    this version knows.  Calling it again is harmless.
+    """
+    _install(_active_core())
+
+
+def _install(core: ModuleType) -> None:
+    global _installed
+    with _lock:
+        module = _import_livekit()
+        cls: Any = getattr(module, "EventEmitter", None)
+        if _installed is not None:
+            if _installed.cls is cls and _installed.core is core and _is_intact(_installed):
+                return  # already installed
+            _uninstall()
+        probe = _check(module, cls)
+        originals = {"emit": cls.__dict__["emit"], "once": cls.__dict__["once"]}
+        replacements = {"emit": core.livekit_emit, "once": _make_once(originals["once"], probe)}
+        core.livekit_reset()
+        _livekit_common.legacy_once_code = probe.once_code
+        for name, function in replacements.items():
+            setattr(cls, name, function)
+        _installed = _Installed(cls, core, originals, replacements)
+
+
+def _is_intact(state: _Installed) -> bool:
+    return all(state.cls.__dict__.get(n) is f for n, f in state.replacements.items())
+
+
+def uninstall() -> None:
+    """Put livekit's original ``emit`` and ``once`` back.  Harmless if
+    ``install()`` was not called."""
+    with _lock:
+        _uninstall()
+
+
+def _uninstall() -> None:
+    global _installed
+    state = _installed
+    if state is None:
+        return
+    replaced_since = []
+    for name, original in state.originals.items():
+        if state.cls.__dict__.get(name) is state.replacements[name]:
+            setattr(state.cls, name, original)
+        else:
+            replaced_since.append(name)
+    _installed = None
+    _livekit_common.legacy_once_code = None
+    state.core.livekit_reset()
+    if replaced_since:
+        warnings.warn(
+            f"livekit_events.uninstall(): EventEmitter.{', '.join(replaced_since)} was replaced "
+            "by something else after install(); left as it is",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def is_installed() -> bool:
+    """Whether ``install()`` is active (and its methods are still in place)."""
+    with _lock:
+        return _installed is not None and _is_intact(_installed)
+
+
+def installed_core() -> Optional[str]:
+    """``"compiled"`` or ``"pure"``: which core livekit's emitters use; None if not installed."""
+    with _lock:
+        if _installed is None:
+            return None
+        return "compiled" if _installed.core.__name__.endswith("_core_c") else "pure"
