@@ -97,7 +97,7 @@ def _import_livekit() -> ModuleType:
 
 
 def _parameters(function: Any) -> List[str]:
-    out = []
+    out: List[str] = []
     for parameter in inspect.signature(function).parameters.values():
         if parameter.kind is parameter.VAR_POSITIONAL:
             out.append(f"*{parameter.name}")
@@ -323,7 +323,7 @@ def _uninstall() -> None:
     state = _installed
     if state is None:
         return
-    replaced_since = []
+    replaced_since: List[str] = []
     for name, original in state.originals.items():
         if state.cls.__dict__.get(name) is state.replacements[name]:
             setattr(state.cls, name, original)

@@ -28,7 +28,7 @@ import logging
 import sys
 import types
 import weakref
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 #: ``accepted`` for a handler that gets every emitted argument.
 LK_ALL = -1
@@ -108,14 +108,14 @@ def lk_describe_all(keys: Sequence[Any], previous: Sequence[Entry]) -> List[Entr
     """The entries for ``keys`` (an emitter's handlers of one event, in call
     order), reusing what ``previous`` (the last snapshot's entries) already
     read: a signature is read once per registration."""
-    known = {}
+    known: Dict[int, Tuple[Any, Entry]] = {}
     for entry in previous:
         ref = entry[0]
         if ref is not None:
             callback = ref()
             if callback is not None:
                 known[id(callback)] = (callback, entry)
-    entries = []
+    entries: List[Entry] = []
     for key in keys:
         found = known.get(id(key))
         if found is not None and found[0] is key:
