@@ -170,9 +170,9 @@ class EmitterCore:
 # comment); cold path: _livekit_common.py.  Nothing above this line uses it.
 # ===========================================================================
 
-import weakref as _lk_weakref
+import weakref as _lk_weakref  # noqa: E402 - this section is appended
 
-from ._livekit_common import (
+from ._livekit_common import (  # noqa: E402
     LK_ALL,
     LK_LEGACY_ONCE,
     LK_SLOW,
