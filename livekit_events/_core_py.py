@@ -184,31 +184,30 @@ from ._livekit_common import (  # noqa: E402
 )
 
 
+def _lk_always() -> bool:
+    return True
+
+
 class _LivekitSnapshot:
     """One emitter's handlers of one event as its last emit saw them."""
 
-    __slots__ = ("n", "entries", "refs", "ids", "limits", "kinds")
+    __slots__ = ("entries", "ids", "alive", "limits", "kinds", "simple")
 
     def __init__(self, keys: Tuple[Any, ...], entries: List[Entry]) -> None:
-        self.n = len(entries)
         self.entries = entries
-        self.refs = [entry[0] for entry in entries]
         self.ids = [id(key) for key in keys]
+        # Called to check each handler is still the object seen (a dead weak
+        # reference gives None).  Without a weak reference only the id is
+        # compared: harmless, such a handler's arity is read at every emit.
+        self.alive = [_lk_always if entry[0] is None else entry[0] for entry in entries]
         # A slice bound: args[:None] is every argument.
         self.limits = [None if entry[1] == LK_ALL else entry[1] for entry in entries]
         self.kinds = [entry[2] for entry in entries]
+        self.simple = not any(self.kinds)  # every handler has a cached arity
 
     def matches(self, keys: List[Any]) -> bool:
-        if len(keys) != self.n:
-            return False
-        for key, ref, key_id in zip(keys, self.refs, self.ids):
-            if id(key) != key_id:
-                return False
-            # Without a weak reference the same id may be another object:
-            # harmless, such a handler's arity is read at every emit.
-            if ref is not None and ref() is not key:
-                return False
-        return True
+        # Same ids and every referent alive: the same objects.
+        return list(map(id, keys)) == self.ids and None not in [ref() for ref in self.alive]
 
 
 # id(emitter) -> (weak reference to it, {event: _LivekitSnapshot})
@@ -217,6 +216,9 @@ _lk_emitters: Dict[int, Tuple[Any, Dict[Any, _LivekitSnapshot]]] = {}
 
 def _lk_forget(key: int) -> Any:
     def forget(ref: Any) -> None:
+        global _lk_last
+        if _lk_last[0] is ref:
+            _lk_last = (_lk_always, {})
         cache = _lk_emitters.get(key)
         if cache is not None and cache[0] is ref:
             del _lk_emitters[key]
@@ -224,22 +226,33 @@ def _lk_forget(key: int) -> Any:
     return forget
 
 
+#: (weak reference, snapshots) of the emitter that emitted last.
+_lk_last: Tuple[Any, Dict[Any, _LivekitSnapshot]] = (_lk_always, {})
+
+
 def _lk_cache_for(emitter: Any) -> Optional[Dict[Any, _LivekitSnapshot]]:
+    global _lk_last
+    last = _lk_last
+    if last[0]() is emitter:
+        return last[1]
     key = id(emitter)
     cache = _lk_emitters.get(key)
     if cache is not None and cache[0]() is emitter:
+        _lk_last = cache
         return cache[1]
     try:
         ref = _lk_weakref.ref(emitter, _lk_forget(key))
     except TypeError:
         return None  # can't be weakly referenced: no cache, arity read per emit
     snapshots: Dict[Any, _LivekitSnapshot] = {}
-    _lk_emitters[key] = (ref, snapshots)
+    _lk_emitters[key] = _lk_last = (ref, snapshots)
     return snapshots
 
 
 def livekit_reset() -> None:
     """Forget every snapshot (``uninstall()`` calls it)."""
+    global _lk_last
+    _lk_last = (_lk_always, {})
     _lk_emitters.clear()
 
 
@@ -268,6 +281,15 @@ def livekit_emit(self: Any, event: Any, *args: Any) -> None:
         )
         if cache is not None:
             cache[event] = snapshot
+    if snapshot.simple:
+        for callback, limit in zip(keys, snapshot.limits):
+            try:
+                callback(*args[:limit])
+            except TypeError:
+                raise
+            except Exception as exc:
+                lk_log_failure(event, exc)
+        return
     for callback, limit, kind in zip(keys, snapshot.limits, snapshot.kinds):
         if kind == LK_SLOW:
             lk_call_slow(event, callback, args)
