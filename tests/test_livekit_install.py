@@ -833,6 +833,52 @@ def test_once_under_threads_fires_once(emitter: Any) -> None:
         assert got == [1]
 
 
+@pytest.mark.parametrize("core", [pytest.param("compiled", marks=pytest.mark.c_extension), "pure"])
+def test_threads_registering_and_emitting(core: str) -> None:
+    """Threads that on/off/emit on one installed emitter: no errors, every
+    call of a handler gets its trimmed arguments, storage stays livekit's."""
+    _livekit._install(_core(core))
+    emitter = LkEmitter()
+    errors: List[BaseException] = []
+    bad_calls: List[Any] = []
+
+    def make(i: int) -> Callable[..., None]:
+        if i % 2:
+            def handler(a):  # type: ignore[no-untyped-def]
+                if a != "x":
+                    bad_calls.append(a)
+        else:
+            def handler(*args):  # type: ignore[no-untyped-def]
+                if args != ("x", "y"):
+                    bad_calls.append(args)
+        return handler  # type: ignore[no-any-return]
+
+    pool = [make(i) for i in range(8)]
+    barrier = threading.Barrier(4)
+
+    def worker(seed: int) -> None:
+        try:
+            barrier.wait()
+            for step in range(400):
+                handler = pool[(seed * 7 + step) % len(pool)]
+                if step % 3 == 0:
+                    emitter.on("e", handler)
+                elif step % 3 == 1:
+                    emitter.off("e", handler)
+                emitter.emit("e", "x", "y")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and bad_calls == []
+    assert type(emitter._events["e"]) is dict
+    assert set(emitter._events["e"]) <= set(pool)
+
+
 def test_not_weakly_referenceable_handlers(mode: str, emitter: Any) -> None:
     got: List[Any] = []
 
