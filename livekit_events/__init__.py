@@ -3,20 +3,29 @@
 ``IMPLEMENTATION`` is ``"compiled"`` when the Cython core is in use and
 ``"pure"`` when the pure-Python twin is (extension not built, or
 ``LIVEKIT_EVENTS_NO_EXTENSIONS`` set to a non-empty value).
+
+Async helpers (``livekit_events.aio``, also exported here): ``wait_for``
+awaits the next emission of an event, ``iterate`` iterates emissions; both
+work with any emitter that has ``on``/``off``, livekit's included.
 """
 
 from ._core import IMPLEMENTATION
 from ._emitter import EventEmitter
 from ._livekit import LivekitIncompatibleError, install, is_installed, uninstall
+from .aio import EventStream, EventStreamOverflowError, iterate, wait_for
 
 __version__ = "0.1.0"
 
 __all__ = (
     "EventEmitter",
+    "EventStream",
+    "EventStreamOverflowError",
     "IMPLEMENTATION",
     "LivekitIncompatibleError",
     "__version__",
     "install",
     "is_installed",
+    "iterate",
     "uninstall",
+    "wait_for",
 )

@@ -1,0 +1,177 @@
+"""The typed API, as mypy and pyright see it.
+
+Both checkers run, in strict mode, on the package and on the files in
+tests/typing_cases/, whose ``# E:`` markers say which lines must be flagged
+and with which error codes (``# E: mypy[arg-type] pyright[reportArgumentType]``).
+The test asserts the exact set: a good usage that gets flagged, a bad one that
+no longer is (say, a stub regression that types events as ``Any``), or any
+diagnostic in the package itself fails it.
+
+Implementation-independent (type checkers never import the compiled core), so
+it runs once, not per implementation.  Needs ``mypy`` and ``basedpyright``
+(pyright's engine, shipped in a PyPI wheel together with node); each check
+skips with a reason when its checker isn't installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+
+import livekit_events
+
+pytestmark = pytest.mark.thread_unsafe(reason="runs the type checkers in subprocesses")
+
+CASES_DIR = Path(__file__).resolve().parent / "typing_cases"
+PACKAGE_DIR = Path(livekit_events.__file__).resolve().parent
+# The directory the package is imported from: the source tree, or site-packages.
+ROOT = PACKAGE_DIR.parent
+
+Diagnostics = Dict[str, Dict[int, Set[str]]]  # file name -> line -> codes
+
+_MARKER = re.compile(r"#\s*E:(?P<spec>.*)$")
+_CHECKER_CODES = re.compile(r"(?P<checker>mypy|pyright)\[(?P<codes>[^\]]*)\]")
+
+
+def _case_files() -> List[Path]:
+    files = [CASES_DIR / "cases.py"]
+    if importlib.util.find_spec("livekit") is not None:
+        files.append(CASES_DIR / "livekit_cases.py")
+    return files
+
+
+def _expected(checker: str) -> Diagnostics:
+    expected: Diagnostics = {}
+    for path in _case_files():
+        lines = expected.setdefault(path.name, {})
+        for number, text in enumerate(path.read_text().splitlines(), start=1):
+            marker = _MARKER.search(text)
+            if marker is None:
+                continue
+            for match in _CHECKER_CODES.finditer(marker.group("spec")):
+                if match.group("checker") == checker:
+                    lines[number] = {c.strip() for c in match.group("codes").split(",")}
+    return expected
+
+
+def _record(found: Diagnostics, file: str, line: int, code: str) -> None:
+    path = Path(file)
+    if not path.is_absolute():
+        path = ROOT / path
+    path = path.resolve()
+    if path.parent == CASES_DIR:
+        name = path.name
+    elif PACKAGE_DIR in path.parents:
+        name = f"livekit_events/{path.relative_to(PACKAGE_DIR)}"
+    else:
+        name = str(path)
+    found.setdefault(name, {}).setdefault(line, set()).add(code)
+
+
+def _targets() -> List[str]:
+    return [str(PACKAGE_DIR)] + [str(p) for p in _case_files()]
+
+
+def _check(checker: str, found: Diagnostics, output: str) -> None:
+    expected = {name: lines for name, lines in _expected(checker).items() if lines}
+    found = {name: lines for name, lines in found.items() if lines}
+    unexpected = {
+        f"{name}:{line}": sorted(codes - expected.get(name, {}).get(line, set()))
+        for name, lines in found.items()
+        for line, codes in lines.items()
+        if codes - expected.get(name, {}).get(line, set())
+    }
+    missing = {
+        f"{name}:{line}": sorted(codes - found.get(name, {}).get(line, set()))
+        for name, lines in expected.items()
+        for line, codes in lines.items()
+        if codes - found.get(name, {}).get(line, set())
+    }
+    assert not unexpected and not missing, (
+        f"{checker}: unexpected diagnostics {unexpected}, missing diagnostics {missing}\n"
+        f"--- {checker} output ---\n{output}"
+    )
+
+
+def _require(module: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed (pip install {module}); the typing check needs it")
+
+
+def test_mypy_strict(tmp_path: Path) -> None:
+    _require("mypy")
+    command = [
+        sys.executable, "-m", "mypy",
+        "--strict",
+        "--python-executable", sys.executable,
+        "--cache-dir", str(tmp_path / "mypy-cache"),
+        "--no-error-summary", "--show-error-codes", "--no-pretty", "--hide-error-context",
+        "--show-absolute-path",
+    ]
+    pyproject = ROOT / "pyproject.toml"
+    if pyproject.is_file():  # the project's own [tool.mypy] settings
+        command += ["--config-file", str(pyproject)]
+    result = subprocess.run(
+        command + _targets(), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    output = result.stdout + result.stderr
+    if result.returncode not in (0, 1):
+        pytest.fail(f"mypy did not run (exit {result.returncode}):\n{output}")
+    found: Diagnostics = {}
+    line_pattern = re.compile(r"^(?P<file>.+?):(?P<line>\d+): error: .*\[(?P<code>[a-z0-9-]+)\]$")
+    for text in result.stdout.splitlines():
+        match = line_pattern.match(text)
+        if match is not None:
+            _record(found, match.group("file"), int(match.group("line")), match.group("code"))
+        elif ": error:" in text:
+            pytest.fail(f"unparsed mypy error: {text}\n{output}")
+    _check("mypy", found, output)
+
+
+def test_pyright_strict(tmp_path: Path) -> None:
+    _require("basedpyright")
+    # A config of its own, so the result doesn't depend on where the tests run:
+    # pyright's strict mode, imports resolved from where livekit_events is.
+    config = tmp_path / "pyrightconfig.json"
+    config.write_text(
+        json.dumps(
+            {
+                "typeCheckingMode": "strict",
+                "pythonVersion": "3.9",
+                "extraPaths": [str(ROOT)],
+                "include": _targets(),
+            }
+        )
+    )
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "basedpyright",
+            "--outputjson",
+            "--pythonpath", sys.executable,
+            "--project", str(config),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    output = result.stdout + result.stderr
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        pytest.fail(f"pyright did not run (exit {result.returncode}):\n{output}")
+    found: Diagnostics = {}
+    for diagnostic in report["generalDiagnostics"]:
+        if diagnostic["severity"] == "information":  # reveal_type and the like
+            continue
+        _record(
+            found,
+            diagnostic["file"],
+            diagnostic["range"]["start"]["line"] + 1,
+            diagnostic.get("rule", diagnostic["severity"]),
+        )
+    _check("pyright", found, json.dumps(report["generalDiagnostics"], indent=1))

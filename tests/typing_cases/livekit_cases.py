@@ -1,0 +1,34 @@
+"""The async helpers with livekit's own emitters (checked when livekit is installed).
+
+See cases.py for the "E:" markers.  livekit.rtc classes are accepted with
+any event name: only livekit_events emitters get their event names checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+from livekit import rtc
+from typing_extensions import assert_type
+
+from livekit_events.aio import EventStream, iterate, wait_for
+
+
+def is_agent(participant: rtc.RemoteParticipant) -> bool:
+    return participant.identity == "agent"
+
+
+async def with_livekit(room: rtc.Room) -> None:
+    (participant,) = await wait_for(
+        room, "participant_connected", timeout=10.0, predicate=is_agent
+    )
+    assert_type(participant, Any)
+    args = await wait_for(room, "participant_connected")
+    assert_type(args, Tuple[Any, ...])
+    stream = iterate(room, "data_received", maxsize=64, overflow="drop_oldest")
+    assert_type(stream, EventStream)
+    async with stream:
+        async for (packet,) in stream:
+            assert_type(packet, Any)
+    iterate(room, "data_received", overflow="block")  # E: mypy[call-overload] pyright[reportCallIssue,reportArgumentType]
+    await wait_for(room)  # E: mypy[call-overload] pyright[reportCallIssue]
