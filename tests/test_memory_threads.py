@@ -13,6 +13,7 @@ import gc
 import logging
 import sys
 import threading
+import time
 import tracemalloc
 import weakref
 from typing import Any, Callable, Dict, Iterator, List
@@ -115,17 +116,23 @@ def test_cycle_through_bound_method_of_owner_is_collected(EventEmitter: Any) -> 
     assert emitter_ref() is None
 
 
-def test_cycle_through_closure_over_emitter_is_collected(EventEmitter: Any) -> None:
-    emitter = EventEmitter()
-
+def _attach_closure_handlers(emitter: Any) -> None:
+    # A separate scope: the closure's cell keeps `emitter` (a `del` in the
+    # test would empty a cell of the test's own scope).
     def handler() -> None:
         emitter.emit("other")
 
     emitter.on("e", handler)
     emitter.once("e", handler)
+    emitter.once("f", handler)
+
+
+def test_cycle_through_closure_over_emitter_is_collected(EventEmitter: Any) -> None:
+    emitter = EventEmitter()
+    _attach_closure_handlers(emitter)
     emitter.emit("e")
     emitter_ref = weakref.ref(emitter)
-    del emitter, handler
+    del emitter
     gc.collect()
     assert emitter_ref() is None
 
@@ -162,10 +169,13 @@ def test_emitter_without_cycles_is_freed_without_gc(EventEmitter: Any) -> None:
 # -- no reference leaks --------------------------------------------------------------------
 
 
+_RETURNED = object()  # what a handler returns: emit must release it
+
+
 def _handler_kinds() -> Dict[str, Callable[..., Any]]:
     class Owner:
-        def method(self, a: Any) -> None:
-            pass
+        def method(self, a: Any) -> Any:
+            return _RETURNED
 
     def plain(a: Any, b: Any) -> None:
         pass
@@ -186,7 +196,7 @@ def test_refcounts_unchanged_after_many_emits(emitter: Any, given: int) -> None:
     handlers = _handler_kinds()
     for handler in handlers.values():
         emitter.on(event, handler)
-    tracked = [event, *args, *handlers.values(), emitter]
+    tracked = [event, *args, *handlers.values(), emitter, _RETURNED]
     emitter.emit(event, *args)  # warm up
     before = _refcounts(tracked)
     for _ in range(EMITS):
@@ -467,6 +477,60 @@ def test_threads_racing_once_with_nested_emits_fire_once(emitter: Any, fast_swit
 
     _run_threads([emit_some for _ in range(3)])
     assert sorted(fired) == list(range(200))
+
+
+def test_once_fires_once_when_emitting_threads_queue_on_a_busy_registry(emitter: Any) -> None:
+    """Two threads reach the same once registration while a third holds the
+    registry lock (inside a callback's ``__eq__``, called by ``on``'s dedupe):
+    both saw it active; only one may fire it once they get the lock."""
+    in_eq = threading.Event()
+    reached = [threading.Event(), threading.Event()]
+    fired: List[int] = []
+    where = threading.local()
+
+    class SlowEq:
+        slow = False
+
+        def __call__(self) -> None:
+            pass
+
+        def __hash__(self) -> int:
+            return 1
+
+        def __eq__(self, other: object) -> bool:
+            if self.slow:
+                in_eq.set()
+                for event in reached:
+                    event.wait(timeout=10)
+                time.sleep(0.05)  # not an assertion: lets both emitters block on the lock
+            return self is other
+
+    registered = SlowEq()
+    emitter.on("slow", registered)
+    registered.slow = True
+
+    def signal() -> None:
+        reached[where.index].set()
+        in_eq.wait(timeout=10)
+
+    emitter.on("e", signal)
+    emitter.once("e", lambda: fired.append(1))
+
+    def emitting(index: int) -> Callable[[], None]:
+        def run() -> None:
+            where.index = index
+            in_eq.wait(timeout=10)
+            emitter.emit("e")
+
+        return run
+
+    def registering() -> None:
+        emitter.on("slow", SlowEq())  # dedupe compares under the registry lock
+
+    _run_threads([registering, emitting(0), emitting(1)])
+    assert in_eq.is_set() and all(event.is_set() for event in reached)
+    assert fired == [1]
+    assert emitter.listeners("e") == [signal]
 
 
 def test_threads_on_once_off_emit_together_keep_emitter_consistent(emitter: Any, fast_switching: None) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import sys
 import warnings
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -37,7 +36,8 @@ def _assert_nothing_registered(emitter: Any, event: Any) -> None:
 
 
 @pytest.mark.parametrize("method", ["on", "once"])
-def test_registration_returns_callback_itself(emitter: Any, method: str) -> None:
+def test_registration_returns_callback_itself(EventEmitter: Any, method: str) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
     callback = got.append
     assert getattr(emitter, method)("a", callback) is callback
@@ -46,7 +46,8 @@ def test_registration_returns_callback_itself(emitter: Any, method: str) -> None
 
 
 @pytest.mark.parametrize("method", ["on", "once"])
-def test_decorator_form_registers_and_returns_function_unchanged(emitter: Any, method: str) -> None:
+def test_decorator_form_registers_and_returns_function_unchanged(EventEmitter: Any, method: str) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
 
     def handler(value: Any) -> None:
@@ -63,7 +64,8 @@ def test_decorator_form_registers_and_returns_function_unchanged(emitter: Any, m
 
 
 @pytest.mark.parametrize("method", ["on", "once"])
-def test_decorator_syntax(emitter: Any, method: str) -> None:
+def test_decorator_syntax(EventEmitter: Any, method: str) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
 
     @getattr(emitter, method)("a")
@@ -78,7 +80,8 @@ def test_decorator_syntax(emitter: Any, method: str) -> None:
 # -- call order --------------------------------------------------------------------
 
 
-def test_handlers_called_in_registration_order(emitter: Any) -> None:
+def test_handlers_called_in_registration_order(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     order: List[str] = []
 
     def make(name: str) -> Callable[[], None]:
@@ -104,7 +107,8 @@ def test_handlers_called_in_registration_order(emitter: Any) -> None:
 # -- dedupe of on --------------------------------------------------------------------
 
 
-def test_on_same_callable_twice_changes_nothing_keeps_first_position(emitter: Any) -> None:
+def test_on_same_callable_twice_changes_nothing_keeps_first_position(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     order: List[str] = []
 
     def first() -> None:
@@ -121,7 +125,8 @@ def test_on_same_callable_twice_changes_nothing_keeps_first_position(emitter: An
     assert order == ["first", "second"]
 
 
-def test_on_two_bound_methods_of_same_object_and_function_are_one_registration(emitter: Any) -> None:
+def test_on_two_bound_methods_of_same_object_and_function_are_one_registration(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     class Owner:
         def __init__(self) -> None:
             self.calls = 0
@@ -140,7 +145,8 @@ def test_on_two_bound_methods_of_same_object_and_function_are_one_registration(e
     assert (owner.calls, other.calls) == (1, 1)
 
 
-def test_on_dedupe_uses_dict_key_equality(emitter: Any) -> None:
+def test_on_dedupe_uses_dict_key_equality(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     class Key:
         def __init__(self, name: str, hash_: int) -> None:
             self.name, self.hash_ = name, hash_
@@ -165,7 +171,8 @@ def test_on_dedupe_uses_dict_key_equality(emitter: Any) -> None:
     assert (a.calls, a_equal.calls, a_other_hash.calls) == (1, 0, 1)
 
 
-def test_on_dedupe_is_per_event(emitter: Any) -> None:
+def test_on_dedupe_is_per_event(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
     emitter.on("a", got.append)
     emitter.on("b", got.append)
@@ -174,7 +181,8 @@ def test_on_dedupe_is_per_event(emitter: Any) -> None:
     assert got == [1, 2]
 
 
-def test_on_after_off_registers_again_at_the_end(emitter: Any) -> None:
+def test_on_after_off_registers_again_at_the_end(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     order: List[str] = []
 
     def first() -> None:
@@ -194,7 +202,8 @@ def test_on_after_off_registers_again_at_the_end(emitter: Any) -> None:
 # -- each once call adds one registration ------------------------------------------
 
 
-def test_each_once_call_adds_one_registration(emitter: Any) -> None:
+def test_each_once_call_adds_one_registration(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
     emitter.once("e", got.append)
     emitter.once("e", got.append)
@@ -206,7 +215,8 @@ def test_each_once_call_adds_one_registration(emitter: Any) -> None:
     assert emitter.listener_count("e") == 0
 
 
-def test_once_adds_a_registration_even_when_already_registered_with_on(emitter: Any) -> None:
+def test_once_adds_a_registration_even_when_already_registered_with_on(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
     emitter.on("e", got.append)
     emitter.once("e", got.append)
@@ -216,7 +226,8 @@ def test_once_adds_a_registration_even_when_already_registered_with_on(emitter: 
     assert got == [1, 1, 2]
 
 
-def test_on_after_once_of_same_callable_adds_the_on_registration(emitter: Any) -> None:
+def test_on_after_once_of_same_callable_adds_the_on_registration(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     # Interpretation: dedupe compares with the ``on`` registrations only; a
     # pending once registration is not "registered with on".
     got: List[Any] = []
@@ -327,7 +338,8 @@ def _async_callbacks() -> Dict[str, Callable[[], Any]]:
 
 @pytest.mark.parametrize("method", ["on", "once"])
 @pytest.mark.parametrize("case", sorted(_async_callbacks()))
-def test_async_callback_rejected_with_livekit_value_error(emitter: Any, method: str, case: str) -> None:
+def test_async_callback_rejected_with_livekit_value_error(EventEmitter: Any, method: str, case: str) -> None:
+    emitter = EventEmitter[str]()
     callback = _async_callbacks()[case]()
     emitter.on("e", print)  # existing registrations are left alone
     with pytest.raises(ValueError) as info:
@@ -343,7 +355,8 @@ def test_async_callback_rejected_with_livekit_value_error(emitter: Any, method: 
     not hasattr(inspect, "markcoroutinefunction"), reason="inspect.markcoroutinefunction is 3.12+"
 )
 @pytest.mark.parametrize("method", ["on", "once"])
-def test_markcoroutinefunction_rejected(emitter: Any, method: str) -> None:
+def test_markcoroutinefunction_rejected(EventEmitter: Any, method: str) -> None:
+    emitter = EventEmitter[str]()
     def looks_sync(value: Any) -> Any:
         return _coroutine_function(value)
 
@@ -354,7 +367,8 @@ def test_markcoroutinefunction_rejected(emitter: Any, method: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["on", "once"])
-def test_legacy_asyncio_coroutine_marker_rejected(emitter: Any, method: str) -> None:
+def test_legacy_asyncio_coroutine_marker_rejected(EventEmitter: Any, method: str) -> None:
+    emitter = EventEmitter[str]()
     marker = getattr(asyncio.coroutines, "_is_coroutine", None)
     if marker is None:
         pytest.skip("asyncio.coroutines._is_coroutine is gone on this Python")
@@ -368,7 +382,8 @@ def test_legacy_asyncio_coroutine_marker_rejected(emitter: Any, method: str) -> 
     _assert_nothing_registered(emitter, "e")
 
 
-def test_message_matches_livekit(emitter: Any) -> None:
+def test_message_matches_livekit(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     rtc = pytest.importorskip("livekit.rtc")
     with pytest.raises(ValueError) as livekit_error:
         rtc.EventEmitter().on("e", _coroutine_function)
@@ -377,7 +392,8 @@ def test_message_matches_livekit(emitter: Any) -> None:
     assert str(ours.value) == str(livekit_error.value) == LIVEKIT_ASYNC_MESSAGE
 
 
-def test_async_check_does_not_warn(emitter: Any) -> None:
+def test_async_check_does_not_warn(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     # SPEC: inspect.iscoroutinefunction, not asyncio's (deprecated in 3.14).
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -390,7 +406,8 @@ def test_async_check_does_not_warn(emitter: Any) -> None:
 
 
 @pytest.mark.parametrize("method", ["on", "once"])
-def test_sync_callable_whose_result_is_awaitable_is_accepted(emitter: Any, method: str) -> None:
+def test_sync_callable_whose_result_is_awaitable_is_accepted(EventEmitter: Any, method: str) -> None:
+    emitter = EventEmitter[str]()
     # Only the callable's own kind decides; a sync function is sync.
     def sync_returning_none(value: Any) -> None:
         pass
@@ -404,7 +421,8 @@ def test_sync_callable_whose_result_is_awaitable_is_accepted(emitter: Any, metho
 
 @pytest.mark.parametrize("method", ["on", "once"])
 @pytest.mark.parametrize("callback", [42, "handler", object(), [print]], ids=repr)
-def test_non_callable_callback_rejected_with_type_error(emitter: Any, method: str, callback: Any) -> None:
+def test_non_callable_callback_rejected_with_type_error(EventEmitter: Any, method: str, callback: Any) -> None:
+    emitter = EventEmitter[str]()
     with pytest.raises(TypeError):
         getattr(emitter, method)("e", callback)
     with pytest.raises(TypeError):
@@ -414,7 +432,8 @@ def test_non_callable_callback_rejected_with_type_error(emitter: Any, method: st
 
 @pytest.mark.parametrize("method", ["on", "once"])
 @pytest.mark.parametrize("event", [[], {}, {1}, ["a"]], ids=repr)
-def test_unhashable_event_rejected_with_type_error(emitter: Any, method: str, event: Any) -> None:
+def test_unhashable_event_rejected_with_type_error(EventEmitter: Any, method: str, event: Any) -> None:
+    emitter = EventEmitter[str]()
     with pytest.raises(TypeError):
         getattr(emitter, method)(event, print)
     with pytest.raises(TypeError):
@@ -424,7 +443,8 @@ def test_unhashable_event_rejected_with_type_error(emitter: Any, method: str, ev
 
 
 @pytest.mark.parametrize("method", ["on", "once"])
-def test_required_keyword_only_parameter_rejected_with_type_error(emitter: Any, method: str) -> None:
+def test_required_keyword_only_parameter_rejected_with_type_error(EventEmitter: Any, method: str) -> None:
+    emitter = EventEmitter[str]()
     def needs_keyword(value: Any, *, flag: bool) -> None:
         pass
 
@@ -445,7 +465,8 @@ def test_required_keyword_only_parameter_rejected_with_type_error(emitter: Any, 
 
 
 @pytest.mark.parametrize("method", ["on", "once"])
-def test_keyword_only_parameter_with_default_or_bound_is_accepted(emitter: Any, method: str) -> None:
+def test_keyword_only_parameter_with_default_or_bound_is_accepted(EventEmitter: Any, method: str) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
 
     def optional_keyword(value: Any, *, flag: bool = True) -> None:
@@ -461,7 +482,8 @@ def test_keyword_only_parameter_with_default_or_bound_is_accepted(emitter: Any, 
 
 
 @pytest.mark.parametrize("method", ["on", "once"])
-def test_unhashable_callback_rejected_with_type_error(emitter: Any, method: str) -> None:
+def test_unhashable_callback_rejected_with_type_error(EventEmitter: Any, method: str) -> None:
+    emitter = EventEmitter[str]()
     class Unhashable:
         __hash__ = None  # type: ignore[assignment]
 
@@ -473,7 +495,8 @@ def test_unhashable_callback_rejected_with_type_error(emitter: Any, method: str)
     _assert_nothing_registered(emitter, "e")
 
 
-def test_rejections_leave_existing_registrations_intact(emitter: Any) -> None:
+def test_rejections_leave_existing_registrations_intact(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
     emitter.on("e", got.append)
     emitter.once("e", got.append)
@@ -487,8 +510,8 @@ def test_rejections_leave_existing_registrations_intact(emitter: Any) -> None:
     assert got == [1, 1]
 
 
-@pytest.mark.skipif(sys.version_info < (3, 8), reason="positional-only syntax")
-def test_registration_accepts_every_sync_callable_kind(emitter: Any) -> None:
+def test_registration_accepts_every_sync_callable_kind(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     class Handler:
         def __call__(self) -> None:
             pass

@@ -22,7 +22,8 @@ def _named(calls: List[Any], name: str) -> Callable[..., None]:
 # -- off removes every registration of the callback ---------------------------------
 
 
-def test_off_removes_the_on_registration(emitter: Any) -> None:
+def test_off_removes_the_on_registration(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
     emitter.on("e", got.append)
     emitter.emit("e", 1)
@@ -33,7 +34,8 @@ def test_off_removes_the_on_registration(emitter: Any) -> None:
     assert emitter.event_names() == []
 
 
-def test_off_removes_pending_once_registration_by_original_callable(emitter: Any) -> None:
+def test_off_removes_pending_once_registration_by_original_callable(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     # FIX: livekit's direct `once` form registers a wrapper that `off` with
     # the original callable cannot find.
     calls: List[str] = []
@@ -45,7 +47,8 @@ def test_off_removes_pending_once_registration_by_original_callable(emitter: Any
     assert emitter.listener_count("e") == 0
 
 
-def test_off_removes_pending_once_registration_made_by_decorator(emitter: Any) -> None:
+def test_off_removes_pending_once_registration_made_by_decorator(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     calls: List[str] = []
 
     @emitter.once("e")
@@ -57,7 +60,8 @@ def test_off_removes_pending_once_registration_made_by_decorator(emitter: Any) -
     assert calls == []
 
 
-def test_off_removes_on_and_every_pending_once_registration(emitter: Any) -> None:
+def test_off_removes_on_and_every_pending_once_registration(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     calls: List[str] = []
     handler = _named(calls, "handler")
     other = _named(calls, "other")
@@ -74,7 +78,8 @@ def test_off_removes_on_and_every_pending_once_registration(emitter: Any) -> Non
     assert calls == ["other", "other", "other"]
 
 
-def test_off_by_equal_bound_method(emitter: Any) -> None:
+def test_off_by_equal_bound_method(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     class Owner:
         calls = 0
 
@@ -90,7 +95,8 @@ def test_off_by_equal_bound_method(emitter: Any) -> None:
     assert emitter.listener_count("e") == 0
 
 
-def test_off_by_equal_callable_uses_dict_key_equality(emitter: Any) -> None:
+def test_off_by_equal_callable_uses_dict_key_equality(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     class Key:
         def __init__(self, name: str) -> None:
             self.name = name
@@ -112,7 +118,8 @@ def test_off_by_equal_callable_uses_dict_key_equality(emitter: Any) -> None:
     assert emitter.listeners("e") == []
 
 
-def test_off_only_affects_the_given_event(emitter: Any) -> None:
+def test_off_only_affects_the_given_event(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
     emitter.on("a", got.append)
     emitter.once("b", got.append)
@@ -124,7 +131,8 @@ def test_off_only_affects_the_given_event(emitter: Any) -> None:
     assert got == ["b", "c"]
 
 
-def test_off_keeps_the_order_of_the_others(emitter: Any) -> None:
+def test_off_keeps_the_order_of_the_others(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     calls: List[str] = []
     handlers = [_named(calls, name) for name in "abcde"]
     for i, handler in enumerate(handlers):
@@ -135,7 +143,8 @@ def test_off_keeps_the_order_of_the_others(emitter: Any) -> None:
     assert calls == ["a", "b", "d", "e"]
 
 
-def test_off_then_emit_after_once_already_fired(emitter: Any) -> None:
+def test_off_then_emit_after_once_already_fired(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     calls: List[str] = []
     handler = _named(calls, "handler")
     emitter.once("e", handler)
@@ -148,12 +157,14 @@ def test_off_then_emit_after_once_already_fired(emitter: Any) -> None:
 # -- unknown event or callback: silently nothing --------------------------------------------
 
 
-def test_off_unknown_event_is_silent(emitter: Any) -> None:
+def test_off_unknown_event_is_silent(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     assert emitter.off("never-registered", print) is None
     assert emitter.event_names() == []
 
 
-def test_off_unknown_callback_is_silent(emitter: Any) -> None:
+def test_off_unknown_callback_is_silent(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
     emitter.on("e", got.append)
     assert emitter.off("e", print) is None
@@ -162,19 +173,22 @@ def test_off_unknown_callback_is_silent(emitter: Any) -> None:
     assert got == [1]
 
 
-def test_off_twice_is_silent(emitter: Any) -> None:
+def test_off_twice_is_silent(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     emitter.on("e", print)
     emitter.off("e", print)
     emitter.off("e", print)
     assert emitter.listener_count("e") == 0
 
 
-def test_off_non_callable_or_unhashable_callback_for_unknown_event_is_silent(emitter: Any) -> None:
+def test_off_non_callable_or_unhashable_callback_for_unknown_event_is_silent(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     emitter.off("unknown", 42)
     emitter.off("unknown", [])  # livekit: `event in self._events` is False, nothing else runs
 
 
-def test_off_unhashable_event_or_callback_raises_type_error_as_livekit(emitter: Any) -> None:
+def test_off_unhashable_event_or_callback_raises_type_error_as_livekit(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     # Interpretation: livekit's dict lookups raise TypeError for these, and so do we.
     emitter.on("e", print)
     with pytest.raises(TypeError):
@@ -184,7 +198,8 @@ def test_off_unhashable_event_or_callback_raises_type_error_as_livekit(emitter: 
     assert emitter.listeners("e") == [print]
 
 
-def test_off_then_on_again(emitter: Any) -> None:
+def test_off_then_on_again(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
     got: List[Any] = []
     for i in range(3):
         emitter.on("e", got.append)
