@@ -99,7 +99,7 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
             takes_varargs = True
         elif parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
             raise TypeError(
-                f"callback {callback!r} has a required keyword-only parameter "
+                f"callback {_safe_repr(callback)} has a required keyword-only parameter "
                 f"{parameter.name!r}, which emit can never pass"
             )
     return (ALL_ARGUMENTS if takes_varargs else accepted), required
@@ -113,11 +113,28 @@ def check_event(event: Any) -> None:
 def arity_error(event: Any, callback: Callable[..., Any], required: int, given: int) -> TypeError:
     """The error ``emit`` raises when a handler needs more arguments than emitted."""
     return TypeError(
-        f"emit({event!r}): handler {callback!r} requires {required} positional "
+        f"emit({_safe_repr(event)}): handler {_safe_repr(callback)} requires {required} positional "
         f"argument{'s' if required != 1 else ''}, but {given} {'were' if given != 1 else 'was'} emitted"
     )
 
 
 def log_handler_failure(event: Any, exc: BaseException) -> None:
     """Log an exception a handler raised, with its traceback (livekit's record)."""
-    logger.error("failed to emit event %s", event, exc_info=exc)
+    try:
+        logger.error("failed to emit event %s", event, exc_info=exc)
+    except BaseException as failure:
+        # A logging handler raised: that propagates out of emit (as in
+        # livekit), chained to the handler's exception in both cores (the
+        # compiled one calls this outside any `except` block).
+        if failure is not exc and failure.__context__ is None:
+            failure.__context__ = exc
+        raise
+
+
+def _safe_repr(obj: Any) -> str:
+    """``repr(obj)``, or a placeholder if its ``__repr__`` raises (error
+    messages must not turn into a different error)."""
+    try:
+        return repr(obj)
+    except Exception:
+        return f"<{type(obj).__qualname__} object at {id(obj):#x} (repr failed)>"
