@@ -24,10 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import gc
 import ctypes
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 import types
@@ -168,107 +170,126 @@ def _ffi_events() -> List[Tuple[str, Any, int]]:
     return out
 
 
-def _time(fn: Callable[[], None], count: int, repeat: int) -> float:
-    """Best ns per unit over `repeat` runs of fn (which does `count` units):
-    the least disturbed run, on a shared machine."""
-    fn()  # warm up (first emit of each event reads the signatures)
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append((time.perf_counter_ns() - start) / count)
-    return min(samples)
+def _batch_ns(fn: Callable[[], None], count: int) -> float:
+    start = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - start) / count
 
 
-def _measure(emits: int, repeat: int, handlers: int) -> Dict[str, float]:
+def run(emits: int = 20_000, repeat: int = 7, handlers: int = 2) -> Dict[str, Any]:
+    """The figures: ns per emit / per FFI room event, per variant.
+
+    The variants are timed interleaved: each round activates each variant in
+    turn (``uninstall()`` / ``install()`` over a core, then an untimed warm-up
+    pass, since uninstall() forgets the core's caches) and times one batch of
+    each workload, with the cyclic GC paused.  Reported: the best batch per
+    variant, and the median over rounds of the per-round speed-up.
+    """
+    import livekit_events
+    from livekit_events import _core_py, _livekit
+    from livekit.rtc.version import __version__ as livekit_version
+
+    variants: Dict[str, Callable[[], None]] = {"livekit": livekit_events.uninstall}
+    variants[f"install ({livekit_events.IMPLEMENTATION})"] = livekit_events.install
+    if livekit_events.IMPLEMENTATION == "compiled":
+        variants["install (pure)"] = lambda: _livekit._install(_core_py)
+
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         mix = load_mix()
         room, sink = _make_room(loop, mix, handlers)
         placeholder = object()
-        calls = [(room.emit, event, (placeholder,) * nargs) for event, nargs, _ in sequence(mix, emits)]
+        calls = [(event, (placeholder,) * nargs) for event, nargs, _ in sequence(mix, emits)]
 
         def emit_mix() -> None:
-            for emit, event, args in calls:
+            emit = room.emit
+            for event, args in calls:
                 emit(event, *args)
             sink.clear()
 
-        ffi = sequence(_ffi_events(), emits)
+        protos = [ev for _, ev, _ in sequence(_ffi_events(), emits)]
         feed = room._on_room_event
-        protos = [ev for _, ev, _ in ffi]
 
         def ffi_mix() -> None:
             for ev in protos:
                 feed(ev)
             sink.clear()
 
-        bare = rtc_room(loop)  # no handlers: livekit's own per-event work
-        bare_feed = bare._on_room_event
+        bare_feed = rtc_room(loop)._on_room_event  # no handlers: livekit's own work
 
         def ffi_floor() -> None:
             for ev in protos:
                 bare_feed(ev)
 
-        return {
-            "emit": _time(emit_mix, len(calls), repeat),
-            "ffi": _time(ffi_mix, len(protos), repeat),
-            "ffi_no_handlers": _time(ffi_floor, len(protos), repeat),
+        workloads = {"emit": (emit_mix, len(calls)), "ffi": (ffi_mix, len(protos)),
+                     "ffi_no_handlers": (ffi_floor, len(protos))}
+        samples: Dict[str, Dict[str, List[float]]] = {
+            v: {w: [] for w in workloads} for v in variants
         }
+        order = list(variants)
+        rng = random.Random(11)
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(repeat):
+                rng.shuffle(order)
+                for name in order:
+                    variants[name]()
+                    for fn, _ in workloads.values():
+                        fn()  # warm up: the first emit of each event reads signatures
+                    for workload, (fn, count) in workloads.items():
+                        samples[name][workload].append(_batch_ns(fn, count))
+        finally:
+            gc.enable()
+            livekit_events.uninstall()
     finally:
         asyncio.set_event_loop(None)
         loop.close()
 
-
-def run(emits: int = 20_000, repeat: int = 7, handlers: int = 2) -> Dict[str, Any]:
-    """The figures: ns per emit / per FFI room event, per variant."""
-    import livekit_events
-    from livekit_events import _core_py, _livekit
-    from livekit.rtc.version import __version__ as livekit_version
-
+    base = samples["livekit"]
     results: Dict[str, Any] = {
         "scenario": "room_install",
         "python": platform.python_version(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "livekit": livekit_version,
         "emits": emits,
+        "rounds": repeat,
         "handlers_per_event": handlers,
         "variants": {},
     }
-    livekit_events.uninstall()
-    results["variants"]["livekit"] = _measure(emits, repeat, handlers)
-    try:
-        livekit_events.install()
-        results["variants"][f"install ({livekit_events.IMPLEMENTATION})"] = _measure(emits, repeat, handlers)
-        if livekit_events.IMPLEMENTATION == "compiled":
-            _livekit._install(_core_py)
-            results["variants"]["install (pure)"] = _measure(emits, repeat, handlers)
-    finally:
-        livekit_events.uninstall()
+    for name, by_workload in samples.items():
+        figures: Dict[str, float] = {}
+        for workload, values in by_workload.items():
+            figures[workload] = min(values)
+            figures[f"{workload}_speedup"] = statistics.median(
+                b / v for b, v in zip(base[workload], values)
+            )
+        results["variants"][name] = figures
     return results
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--emits", type=int, default=20_000, help="emits per timed run")
-    parser.add_argument("--repeat", type=int, default=7, help="timed runs (the best is kept)")
+    parser.add_argument("--repeat", type=int, default=7, help="interleaved rounds")
     parser.add_argument("--handlers", type=int, default=2, help="handlers per event")
     args = parser.parse_args(argv)
     results = run(args.emits, args.repeat, args.handlers)
     print(
         f"Room event mix, real livekit.rtc.Room (livekit {results['livekit']}), "
         f"{results['handlers_per_event']} handlers/event, Python {results['python']}, "
-        f"{results['machine']}; best of {args.repeat} runs of {args.emits}"
+        f"{results['machine']}; {args.repeat} interleaved rounds of {args.emits}: "
+        "best batch, median per-round speed-up"
     )
-    base = results["variants"]["livekit"]
     print(
         f"{'variant':20s} {'ns/emit':>10s} {'speed-up':>9s} {'ns/FFI event':>13s} {'speed-up':>9s} "
         f"{'FFI event, no handlers':>23s}"
     )
     for name, figures in results["variants"].items():
         print(
-            f"{name:20s} {figures['emit']:10.0f} {base['emit'] / figures['emit']:8.1f}x "
-            f"{figures['ffi']:13.0f} {base['ffi'] / figures['ffi']:8.1f}x "
+            f"{name:20s} {figures['emit']:10.0f} {figures['emit_speedup']:8.1f}x "
+            f"{figures['ffi']:13.0f} {figures['ffi_speedup']:8.1f}x "
             f"{figures['ffi_no_handlers']:23.0f}"
         )
     return 0
