@@ -510,7 +510,7 @@ def _case_varkw_only(sink: _Sink) -> Any:
 _TRIMMING_CASES = {name[len("_case_"):]: f for name, f in dict(globals()).items() if name.startswith("_case_")}
 
 
-@pytest.mark.parametrize("given", [4, 12], ids=lambda n: f"{n}args")
+@pytest.mark.parametrize("given", [4, 8, 9, 12], ids=lambda n: f"{n}args")  # around STACK_ARGS
 @pytest.mark.parametrize("kind", sorted(_TRIMMING_CASES))
 def test_argument_trimming_gives_first_k_positional_arguments(EventEmitter: Any, kind: str, given: int) -> None:
     emitter = EventEmitter[str]()
@@ -1020,6 +1020,17 @@ def test_keyword_arguments_to_emit_are_type_error(EventEmitter: Any) -> None:
     with pytest.raises(TypeError):
         emitter.emit("unknown", value=2)
     assert got == []
+
+
+def test_another_emitters_emit_as_handler_forwards_every_argument(EventEmitter: Any) -> None:
+    source, target = EventEmitter[str](), EventEmitter[str]()
+    got: List[Any] = []
+    target.on("forwarded", lambda *args: got.append(args))
+    source.on("a", functools.partial(target.emit, "forwarded"))  # (*args): gets all
+    source.on("b", target.emit)  # (event, *args): gets all, event first
+    source.emit("a", 1, 2)
+    source.emit("b", "forwarded", 3)
+    assert got == [(1, 2), (3,)]
 
 
 # -- many handlers / arguments through every path -------------------------------------------

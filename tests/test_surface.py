@@ -132,6 +132,10 @@ def test_subclass_overrides_on_and_emit_calling_super(EventEmitter: Any) -> None
             seen.append(("emit", event, args))
             super().emit(event, *args)
 
+        def once(self, event: Any, callback: Any = None) -> Any:
+            seen.append(("once", event))
+            return super().once(event, callback)
+
     e = Logged()
     got: List[Any] = []
     assert e.on("a", got.append) == got.append
@@ -148,6 +152,13 @@ def test_subclass_overrides_on_and_emit_calling_super(EventEmitter: Any) -> None
     e.emit("b")
     assert got == [1, "b"]
     assert ("on", "b") in seen
+    seen.clear()
+    e.once("c", got.append)
+    e.emit("c", "c")
+    e.emit("c", "again")
+    assert got == [1, "b", "c"]
+    # once went through the overridden once and, from there, the overridden on
+    assert seen[:2] == [("once", "c"), ("on", "c")]
 
 
 def test_subclass_instances_have_dict_and_weakref(EventEmitter: Any) -> None:
