@@ -25,14 +25,16 @@ from typing import Dict, List, Set
 
 import pytest
 
-import livekit_events
-
 pytestmark = pytest.mark.thread_unsafe(reason="runs the type checkers in subprocesses")
 
 CASES_DIR = Path(__file__).resolve().parent / "typing_cases"
-PACKAGE_DIR = Path(livekit_events.__file__).resolve().parent
-# The directory the package is imported from: the source tree, or site-packages.
-ROOT = PACKAGE_DIR.parent
+# The checkout: the package's source is checked too (it must be clean), and
+# the cases import it from there.  Where the tests run without the source
+# (copied next to an installed wheel), only the cases are checked, against
+# the installed package (its stubs and py.typed).
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = ROOT / "livekit_events"
+HAVE_SOURCE = (PACKAGE_DIR / "__init__.py").is_file()
 
 Diagnostics = Dict[str, Dict[int, Set[str]]]  # file name -> line -> codes
 
@@ -76,7 +78,14 @@ def _record(found: Diagnostics, file: str, line: int, code: str) -> None:
 
 
 def _targets() -> List[str]:
-    return [str(PACKAGE_DIR)] + [str(p) for p in _case_files()]
+    package = [str(PACKAGE_DIR)] if HAVE_SOURCE else []
+    return package + [str(p) for p in _case_files()]
+
+
+def _cwd(tmp_path: Path) -> Path:
+    # From the checkout, `import livekit_events` resolves to the source tree;
+    # elsewhere, to the installed package.
+    return ROOT if HAVE_SOURCE else tmp_path
 
 
 def _check(checker: str, found: Diagnostics, output: str) -> None:
@@ -119,7 +128,7 @@ def test_mypy_strict(tmp_path: Path) -> None:
     if pyproject.is_file():  # the project's own [tool.mypy] settings
         command += ["--config-file", str(pyproject)]
     result = subprocess.run(
-        command + _targets(), cwd=ROOT, capture_output=True, text=True, timeout=600
+        command + _targets(), cwd=_cwd(tmp_path), capture_output=True, text=True, timeout=600
     )
     output = result.stdout + result.stderr
     if result.returncode not in (0, 1):
@@ -145,7 +154,7 @@ def test_pyright_strict(tmp_path: Path) -> None:
             {
                 "typeCheckingMode": "strict",
                 "pythonVersion": "3.9",
-                "extraPaths": [str(ROOT)],
+                "extraPaths": [str(ROOT)] if HAVE_SOURCE else [],
                 "include": _targets(),
             }
         )
@@ -157,7 +166,7 @@ def test_pyright_strict(tmp_path: Path) -> None:
             "--pythonpath", sys.executable,
             "--project", str(config),
         ],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=_cwd(tmp_path), capture_output=True, text=True, timeout=600,
     )
     output = result.stdout + result.stderr
     try:
