@@ -10,6 +10,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import sys
 import traceback
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -884,8 +885,6 @@ def test_failure_reaches_handlers_on_livekit_logger(EventEmitter: Any) -> None:
 @pytest.mark.thread_unsafe  # caplog is shared between threads
 def test_no_exception_pending_after_isolated_failure(EventEmitter: Any, caplog: pytest.LogCaptureFixture) -> None:
     emitter = EventEmitter[str]()
-    import sys
-
     emitter.on("e", _failing_handler(_Boom()))
     with caplog.at_level(logging.ERROR, logger=LOGGER_NAME):
         emitter.emit("e")
@@ -895,8 +894,6 @@ def test_no_exception_pending_after_isolated_failure(EventEmitter: Any, caplog: 
 @pytest.mark.thread_unsafe  # caplog is shared between threads
 def test_handler_exception_does_not_leak_into_enclosing_except_block(EventEmitter: Any, caplog: pytest.LogCaptureFixture) -> None:
     emitter = EventEmitter[str]()
-    import sys
-
     emitter.on("e", _failing_handler(_Boom("inner")))
     with caplog.at_level(logging.ERROR, logger=LOGGER_NAME):
         try:

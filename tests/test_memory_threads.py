@@ -584,3 +584,24 @@ def test_threads_on_once_off_emit_together_keep_emitter_consistent(emitter: Any,
     emitter.emit("e")
     assert sum(once_fired.values()) - sum(before.values()) == pending
     assert emitter.listeners("e") == [h for h in listeners if h in on_handlers.values()]
+
+
+def test_compiled_core_keeps_the_gil_off_on_free_threaded_python(impl: Any) -> None:
+    # "The extension declares itself free-threading compatible only where it
+    # is": importing it on a free-threaded build must not turn the GIL on.
+    import subprocess
+    import sysconfig
+
+    if impl.name != "compiled":
+        pytest.skip("about the compiled core")
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        pytest.skip("not a free-threaded build")
+    code = "import sys, livekit_events._core_c; print(sys._is_gil_enabled())"
+    result = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
