@@ -95,6 +95,10 @@ class SupportsOnOff(Protocol):
     event name against ``E``; for these they accept any event: pyright cannot
     solve a literal event type through a protocol (it widens it to ``str``),
     so checking there would reject correct code.
+
+    ``livekit_events.EventEmitter`` itself does not match (its ``on`` is
+    overloaded: no single signature takes "a callback or None"), so a
+    misspelled event on it can't slip through to this looser overload.
     """
 
     def on(self, event: Any, callback: Optional[Callable[..., Any]] = None, /) -> object: ...
@@ -123,6 +127,9 @@ class EventStreamOverflowError(RuntimeError):
         )
         self.event = event
         self.maxsize = maxsize
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.event, self.maxsize))
 
 
 # ---------------------------------------------------------------------------
@@ -178,7 +185,9 @@ class _Relay:
 
     __slots__ = ("_deliver", "_loop", "_thread")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[EventArgs], None]) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, deliver: Callable[[EventArgs], None]
+    ) -> None:
         self._loop = loop
         self._thread = threading.get_ident()  # created on the loop's thread
         self._deliver = deliver
@@ -348,13 +357,28 @@ class _Channel:
         self.unregister()
         self.wake()
 
-    def close(self) -> None:
-        # The handler is already removed.  Drop what is buffered and end the
-        # iteration at once.
+    def stop(self) -> None:
+        # The handler is removed: no more input.  What is buffered (and a
+        # pending error) is still delivered.
+        self.closed = True
+        self.wake()
+
+    def discard(self) -> None:
+        # close(): drop what is buffered; the iteration ends at once.
         self.closed = True
         self.error = None
         self.buffer.clear()
         self.wake()
+
+    def on_loop(self, action: Callable[[], None]) -> None:
+        # Buffer and futures are only touched on the loop's thread.
+        if threading.get_ident() == self.thread:
+            action()
+            return
+        try:
+            self.loop.call_soon_threadsafe(action)
+        except RuntimeError:  # the loop is closed: nobody can be waiting
+            pass
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
@@ -380,8 +404,10 @@ class _Channel:
                     self.waiters.remove(waiter)
 
 
-def _unregister(emitter: AnyEmitter, event: Any, relay: _Relay) -> None:
+def _release(emitter: AnyEmitter, event: Any, relay: _Relay, channel: _Channel) -> None:
+    # An EventStream's finalizer: remove the handler, end the input.
     emitter.off(event, relay)
+    channel.on_loop(channel.stop)
 
 
 class EventStream:
@@ -423,9 +449,10 @@ class EventStream:
         emitter.on(event, relay)
         self._channel = channel
         # Removes the handler, once: on close(), on overflow or predicate
-        # error, or when this object is garbage-collected.  It holds the
-        # emitter and the relay, never this object.
-        self._finalizer = weakref.finalize(self, _unregister, emitter, event, relay)
+        # error, or when this object is garbage-collected (then a pending
+        # __anext__ still ends).  It holds the emitter, the relay and the
+        # channel, never this object.
+        self._finalizer = weakref.finalize(self, _release, emitter, event, relay, channel)
         self._finalizer.atexit = False
         channel.unregister = self._finalizer
 
@@ -444,17 +471,10 @@ class EventStream:
         """Stop listening (remove the handler) and end the iteration.
 
         Emissions still buffered are dropped; a pending ``__anext__`` ends with
-        ``StopAsyncIteration``.  Idempotent.  Call it on the loop's thread.
+        ``StopAsyncIteration``.  Idempotent; safe from any thread.
         """
         self._finalizer()
-        channel = self._channel
-        if threading.get_ident() == channel.thread:
-            channel.close()
-        else:
-            try:
-                channel.loop.call_soon_threadsafe(channel.close)
-            except RuntimeError:  # loop closed: nobody can be waiting
-                channel.close()
+        self._channel.on_loop(self._channel.discard)
 
     async def aclose(self) -> None:
         """``close()``, for ``contextlib.aclosing`` and similar."""

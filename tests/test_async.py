@@ -932,3 +932,31 @@ def test_livekit_after_install(livekit_emitter: Any) -> None:
         assert _livekit_handlers(livekit_emitter, "data_received") == 0
     finally:
         livekit_events.uninstall()
+
+
+def test_a_pending_next_ends_when_its_stream_is_dropped(emitter: Any) -> None:
+    # Nothing holds the stream but a pending __anext__: it is freed, its
+    # handler removed, and the pending wait ends instead of hanging.
+    async def main() -> None:
+        pending = asyncio.ensure_future(iterate(emitter, "x").__anext__())
+        assert emitter.listener_count("x") == 0
+        with pytest.raises(StopAsyncIteration):
+            await pending
+
+    run(main)
+
+
+def test_close_from_another_thread(emitter: Any) -> None:
+    async def main() -> List[Any]:
+        got: List[Any] = []
+        stream = iterate(emitter, "x")
+        emitter.emit("x", 1)
+        async for args in stream:
+            got.append(args)
+            closer = threading.Thread(target=stream.close)
+            closer.start()
+            closer.join()
+        return got
+
+    assert run(main) == [(1,)]
+    assert emitter.listener_count("x") == 0
