@@ -297,6 +297,11 @@ def _install(core: ModuleType) -> None:
             if _installed.cls is cls and _installed.core is core and _is_intact(_installed):
                 return  # already installed
             _uninstall()
+        if not hasattr(core, "livekit_emit"):
+            raise ImportError(
+                f"{core.__name__} has no livekit_emit: a stale build of the compiled core? "
+                "Rebuild livekit_events"
+            )
         probe = _check(module, cls)
         originals = {"emit": cls.__dict__["emit"], "once": cls.__dict__["once"]}
         replacements = {"emit": core.livekit_emit, "once": _make_once(originals["once"], probe)}
