@@ -21,7 +21,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import pytest
 
@@ -109,46 +109,49 @@ def _check(checker: str, found: Diagnostics, output: str) -> None:
     )
 
 
-def _require(module: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed (pip install {module}); the typing check needs it")
+class _Run:
+    """A checker started in the background; ``result()`` waits for it."""
+
+    def __init__(self, command: List[str], cwd: Path, workdir: Path) -> None:
+        self.stdout_path = workdir / "stdout"
+        self.stderr_path = workdir / "stderr"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err)
+
+    def result(self) -> Tuple[int, str, str]:
+        returncode = self.process.wait(timeout=600)
+        return returncode, self.stdout_path.read_text(), self.stderr_path.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
-def test_mypy_strict(tmp_path: Path) -> None:
-    _require("mypy")
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _start_mypy(workdir: Path, cache_dir: Path) -> _Run:
     command = [
         sys.executable, "-m", "mypy",
         "--strict",
         "--python-executable", sys.executable,
-        "--cache-dir", str(tmp_path / "mypy-cache"),
+        "--cache-dir", str(cache_dir),
         "--no-error-summary", "--show-error-codes", "--no-pretty", "--hide-error-context",
         "--show-absolute-path",
     ]
     pyproject = ROOT / "pyproject.toml"
     if pyproject.is_file():  # the project's own [tool.mypy] settings
         command += ["--config-file", str(pyproject)]
-    result = subprocess.run(
-        command + _targets(), cwd=_cwd(tmp_path), capture_output=True, text=True, timeout=600
-    )
-    output = result.stdout + result.stderr
-    if result.returncode not in (0, 1):
-        pytest.fail(f"mypy did not run (exit {result.returncode}):\n{output}")
-    found: Diagnostics = {}
-    line_pattern = re.compile(r"^(?P<file>.+?):(?P<line>\d+): error: .*\[(?P<code>[a-z0-9-]+)\]$")
-    for text in result.stdout.splitlines():
-        match = line_pattern.match(text)
-        if match is not None:
-            _record(found, match.group("file"), int(match.group("line")), match.group("code"))
-        elif ": error:" in text:
-            pytest.fail(f"unparsed mypy error: {text}\n{output}")
-    _check("mypy", found, output)
+    return _Run(command + _targets(), _cwd(workdir), workdir)
 
 
-def test_pyright_strict(tmp_path: Path) -> None:
-    _require("basedpyright")
+def _start_pyright(workdir: Path) -> _Run:
     # A config of its own, so the result doesn't depend on where the tests run:
-    # pyright's strict mode, imports resolved from where livekit_events is.
-    config = tmp_path / "pyrightconfig.json"
+    # pyright's strict mode, imports resolved from the checkout (or, without
+    # one, from the installed package).
+    config = workdir / "pyrightconfig.json"
     config.write_text(
         json.dumps(
             {
@@ -159,20 +162,62 @@ def test_pyright_strict(tmp_path: Path) -> None:
             }
         )
     )
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "basedpyright",
-            "--outputjson",
-            "--pythonpath", sys.executable,
-            "--project", str(config),
-        ],
-        cwd=_cwd(tmp_path), capture_output=True, text=True, timeout=600,
-    )
-    output = result.stdout + result.stderr
+    command = [
+        sys.executable, "-m", "basedpyright",
+        "--outputjson",
+        "--pythonpath", sys.executable,
+        "--project", str(config),
+    ]
+    return _Run(command, _cwd(workdir), workdir)
+
+
+@pytest.fixture(scope="module")
+def checkers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Both checkers, started at once so that they run side by side."""
+    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    # mypy's incremental cache makes reruns fast; it is keyed on file contents.
+    cache_dir = cache.mkdir("mypy") if cache is not None else tmp_path_factory.mktemp("mypy-cache")
+    runs: Dict[str, Optional[_Run]] = {
+        "mypy": _start_mypy(tmp_path_factory.mktemp("mypy"), cache_dir)
+        if _installed("mypy") else None,
+        "basedpyright": _start_pyright(tmp_path_factory.mktemp("pyright"))
+        if _installed("basedpyright") else None,
+    }
+    yield runs
+    for run in runs.values():
+        if run is not None:
+            run.stop()
+
+
+def _started(checkers: Dict[str, Optional[_Run]], module: str) -> _Run:
+    run = checkers[module]
+    if run is None:
+        pytest.skip(f"{module} is not installed (pip install {module}); the typing check needs it")
+    return run
+
+
+def test_mypy_strict(checkers: Dict[str, Optional[_Run]]) -> None:
+    returncode, stdout, stderr = _started(checkers, "mypy").result()
+    output = stdout + stderr
+    if returncode not in (0, 1):
+        pytest.fail(f"mypy did not run (exit {returncode}):\n{output}")
+    found: Diagnostics = {}
+    line_pattern = re.compile(r"^(?P<file>.+?):(?P<line>\d+): error: .*\[(?P<code>[a-z0-9-]+)\]$")
+    for text in stdout.splitlines():
+        match = line_pattern.match(text)
+        if match is not None:
+            _record(found, match.group("file"), int(match.group("line")), match.group("code"))
+        elif ": error:" in text:
+            pytest.fail(f"unparsed mypy error: {text}\n{output}")
+    _check("mypy", found, output)
+
+
+def test_pyright_strict(checkers: Dict[str, Optional[_Run]]) -> None:
+    returncode, stdout, stderr = _started(checkers, "basedpyright").result()
     try:
-        report = json.loads(result.stdout)
+        report = json.loads(stdout)
     except ValueError:
-        pytest.fail(f"pyright did not run (exit {result.returncode}):\n{output}")
+        pytest.fail(f"pyright did not run (exit {returncode}):\n{stdout}{stderr}")
     found: Diagnostics = {}
     for diagnostic in report["generalDiagnostics"]:
         if diagnostic["severity"] == "information":  # reveal_type and the like

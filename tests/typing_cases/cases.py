@@ -76,6 +76,10 @@ em.remove_all_listeners("conected")  # E: mypy[arg-type] pyright[reportArgumentT
 def misspelled(reason: str) -> None: ...
 
 
+@em.once("disconected")  # E: mypy[call-overload,untyped-decorator] pyright[reportArgumentType]
+def misspelled_once(reason: str) -> None: ...
+
+
 em.on("connected", 42)  # E: mypy[call-overload] pyright[reportCallIssue,reportArgumentType]
 
 
