@@ -1,0 +1,507 @@
+"""Side-by-side comparison of every implementation, in one process.
+
+    python benchmarks/compare.py [--quick] [--rounds N] [--batch-ms MS]
+                                 [--only NAME[,NAME...]] [--output DIR] [--no-plot]
+
+(``scripts/bench.sh`` does the set-up and runs this.)  Run it as a script,
+not with ``python -m``: the source tree must not shadow the installed
+package, whose compiled core is what gets timed.
+
+For each scenario (scenarios.py) every available implementation and the floor
+are timed in the same process, interleaved: each round runs one batch of each
+(about a millisecond, shorter than a scheduler time slice) in a shuffled
+order.  Reported: each implementation's best round (ns per emit), and ratios
+(to the floor, to livekit's class, to the pure twin) between best rounds.
+Other processes only ever add time, so on a shared machine the best of many
+short interleaved batches is the estimate they disturb least (timeit's
+advice); results.json keeps every round, the medians and the medians of
+per-round ratios.
+
+Prints a Markdown table and the targets of issue 3 (met or missed), writes
+``results.md``, ``results.json`` and ``fanout.png`` (ns per emit against
+fan-out, log scales) to ``benchmarks/results/`` (or ``--output``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fnmatch
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import build_floor  # noqa: E402
+import harness  # noqa: E402
+import implementations  # noqa: E402
+import scenarios  # noqa: E402
+
+FLOOR = "floor"
+ORDER = ["floor", "compiled", "pure", "livekit", "psygnal", "pyee", "blinker"]
+LABELS = {
+    "floor": "floor",
+    "compiled": "compiled",
+    "pure": "pure twin",
+    "livekit": "livekit",
+    "psygnal": "psygnal",
+    "pyee": "pyee",
+    "blinker": "blinker",
+}
+
+
+# -- machine ------------------------------------------------------------------------
+
+
+def machine_info() -> Dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    info: Dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "python": sys.version.split()[0],
+        "python_full": sys.version.replace("\n", " "),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    try:
+        info["loadavg_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def describe_machine(info: Dict[str, Any]) -> str:
+    load = info.get("loadavg_start")
+    load_text = f", load average {load[0]:.2f} at start" if load else ""
+    return (
+        f"{info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable){load_text}; "
+        f"{info['implementation']} {info['python']} on {info['platform']}"
+    )
+
+
+# -- measuring -----------------------------------------------------------------------
+
+
+def _ratio(rounds: Dict[str, List[float]], top: str, bottom: str) -> Optional[float]:
+    """``top``'s time over ``bottom``'s, each its best round (as timeit advises:
+    other processes only ever add time, so the minimum is the estimate least
+    disturbed by them; the rounds are interleaved, so each minimum comes from
+    the same stretch of the run)."""
+    if top not in rounds or bottom not in rounds:
+        return None
+    return min(rounds[top]) / min(rounds[bottom])
+
+
+def _median_round_ratio(rounds: Dict[str, List[float]], top: str, bottom: str) -> Optional[float]:
+    """The median of per-round ratios (in the JSON, as a cross-check)."""
+    if top not in rounds or bottom not in rounds:
+        return None
+    return statistics.median(t / b for t, b in zip(rounds[top], rounds[bottom]))
+
+
+def measure_time(
+    scenario: scenarios.Scenario,
+    adapters: List[implementations.Adapter],
+    floor: Any,
+    *,
+    rounds: int,
+    batch_ns: float,
+    rng: random.Random,
+) -> Dict[str, Any]:
+    cases: Dict[str, scenarios.Case] = {}
+    skipped: Dict[str, str] = {}
+    if scenario.build_floor is not None:
+        cases[FLOOR] = scenario.build_floor(floor)
+    for adapter in adapters:
+        try:
+            assert scenario.build is not None
+            cases[adapter.key] = scenario.build(adapter)
+        except scenarios.Skip as skip:
+            skipped[adapter.key] = str(skip)
+    try:
+        for key, case in cases.items():
+            harness.precheck(case, f"{scenario.name}/{key}")
+        runners = {key: harness.Runner(case) for key, case in cases.items()}
+        with harness.gc_paused():
+            sizes = {key: runner.calibrate(batch_ns) for key, runner in runners.items()}
+            for key, runner in runners.items():  # warm up (specialisation, caches)
+                runner.ns_per_unit(sizes[key])
+            samples: Dict[str, List[float]] = {key: [] for key in runners}
+            keys = list(runners)
+            for _ in range(rounds):
+                rng.shuffle(keys)
+                for key in keys:
+                    samples[key].append(runners[key].ns_per_unit(sizes[key]))
+    finally:
+        for case in cases.values():
+            if case.cleanup is not None:
+                case.cleanup()
+    result: Dict[str, Any] = {"kind": "time", "unit": scenario.unit, "skipped": skipped, "impl": {}}
+    for key, values in samples.items():
+        entry: Dict[str, Any] = {
+            "ns": min(values),
+            "median_ns": statistics.median(values),
+            "iterations_per_batch": sizes[key],
+            "rounds_ns": values,
+        }
+        if key != FLOOR:
+            entry["x_floor"] = _ratio(samples, key, FLOOR)
+            entry["x_floor_median_of_rounds"] = _median_round_ratio(samples, key, FLOOR)
+        result["impl"][key] = entry
+    pairs = {
+        "compiled_vs_livekit": ("livekit", "compiled"),
+        "compiled_vs_pure": ("pure", "compiled"),
+        "pure_vs_livekit": ("livekit", "pure"),
+        "compiled_per_livekit": ("compiled", "livekit"),
+        **{f"{o}_vs_compiled": (o, "compiled") for o in ("psygnal", "pyee", "blinker")},
+    }
+    for name, (top, bottom) in pairs.items():
+        result[name] = _ratio(samples, top, bottom)
+        result[name + "_median_of_rounds"] = _median_round_ratio(samples, top, bottom)
+    return result
+
+
+def measure_memory(scenario: scenarios.Scenario, adapters: List[implementations.Adapter]) -> Dict[str, Any]:
+    result: Dict[str, Any] = {"kind": "memory", "unit": "bytes", "skipped": {}, "impl": {}}
+    assert scenario.measure is not None
+    for adapter in adapters:
+        try:
+            # tracemalloc is deterministic up to allocator noise: take the median of 3.
+            values = sorted(scenario.measure(adapter) for _ in range(3))
+            result["impl"][adapter.key] = {"bytes": values[1]}
+        except scenarios.Skip as skip:
+            result["skipped"][adapter.key] = str(skip)
+    return result
+
+
+# -- reporting -----------------------------------------------------------------------
+
+
+def fmt_ns(ns: float) -> str:
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e4:
+        return f"{ns / 1e3:.1f} µs"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns:.0f} ns" if ns >= 100 else f"{ns:.1f} ns"
+
+
+def fmt_x(x: Optional[float], digits: int = 2) -> str:
+    if x is None:
+        return "–"
+    if x >= 100:
+        return f"{x:.0f}×"
+    if x >= 10:
+        return f"{x:.1f}×"
+    return f"{x:.{digits}f}×"
+
+
+def table(results: Dict[str, Dict[str, Any]], present: List[str]) -> str:
+    columns = [k for k in ORDER if k in present]
+    head = (
+        ["scenario", "unit"]
+        + [LABELS[k] for k in columns]
+        + ["compiled vs livekit", "compiled vs pure", "pure vs livekit"]
+    )
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, res in results.items():
+        scenario = scenarios.SCENARIOS[name]
+        cells = [f"`{name}`", res["unit"]]
+        for key in columns:
+            entry = res["impl"].get(key)
+            if entry is None:
+                cells.append("skip" if key in res["skipped"] else "–")
+            elif res["kind"] == "memory":
+                cells.append(f"{entry['bytes']:.0f} B")
+            else:
+                text = fmt_ns(entry["ns"])
+                if entry.get("x_floor") is not None:
+                    text += f" ({fmt_x(entry['x_floor'])})"
+                cells.append(text)
+        if res["kind"] == "memory":
+            impl = res["impl"]
+            ratio = (
+                impl["livekit"]["bytes"] / impl["compiled"]["bytes"]
+                if "livekit" in impl and "compiled" in impl and impl["compiled"]["bytes"]
+                else None
+            )
+            pure = (
+                impl["pure"]["bytes"] / impl["compiled"]["bytes"]
+                if "pure" in impl and "compiled" in impl and impl["compiled"]["bytes"]
+                else None
+            )
+            cells += [fmt_x(ratio) + " smaller" if ratio else "–", fmt_x(pure) if pure else "–", "–"]
+        else:
+            cells += [
+                fmt_x(res.get("compiled_vs_livekit")),
+                fmt_x(res.get("compiled_vs_pure")),
+                fmt_x(res.get("pure_vs_livekit")),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+        del scenario
+    return "\n".join(lines)
+
+
+def targets(results: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional[bool]]]:
+    """(target, measured, met) for issue 3's targets, from this run's results."""
+    out: List[Tuple[str, str, Optional[bool]]] = []
+
+    def x_floor(name: str, key: str = "compiled") -> Optional[float]:
+        entry = results.get(name, {}).get("impl", {}).get(key)
+        return entry.get("x_floor") if entry else None
+
+    for name, limit in (("fanout-100", 1.05), ("fanout-1", 1.35)):
+        x = x_floor(name)
+        out.append(
+            (f"compiled emit ≤ {limit:.2f}× the floor at {name}", fmt_x(x, 3), None if x is None else x <= limit)
+        )
+    for key, limit in (("compiled_vs_livekit", 200), ("pure_vs_livekit", 40)):
+        who = "compiled" if key.startswith("compiled") else "pure twin"
+        x = results.get("trim-10", {}).get(key)
+        out.append(
+            (
+                f"{who} ≥ {limit}× faster than livekit's class at trim-10 (3 args emitted, handlers take none)",
+                fmt_x(x),
+                None if x is None else x >= limit,
+            )
+        )
+    for other in ("psygnal", "pyee", "blinker"):
+        worst = None
+        missing = []
+        for n in scenarios.FANOUTS:
+            x = results.get(f"fanout-{n}", {}).get(f"{other}_vs_compiled")
+            if x is None:
+                missing.append(n)
+                continue
+            worst = x if worst is None else min(worst, x)
+        measured = (
+            f"slowest margin {fmt_x(worst)}" if worst is not None else "not measured"
+        ) + (f" (fan-out {missing} not measured)" if missing and worst is not None else "")
+        out.append(
+            (f"compiled faster than {other} at every fan-out", measured, None if worst is None else worst > 1.0)
+        )
+    for name in ("register-function", "register-method"):
+        x = results.get(name, {}).get("compiled_per_livekit")
+        out.append(
+            (
+                f"{name}: on+off no slower than livekit's class (compiled/livekit ≤ 1)",
+                fmt_x(x),
+                None if x is None else x <= 1.0,
+            )
+        )
+    for name in ("memory-empty", "memory-5x2"):
+        impl = results.get(name, {}).get("impl", {})
+        if "compiled" in impl and "livekit" in impl:
+            c, lk = impl["compiled"]["bytes"], impl["livekit"]["bytes"]
+            out.append((f"{name}: memory per emitter no larger than livekit's", f"{c:.0f} B vs {lk:.0f} B", c <= lk))
+        else:
+            out.append((f"{name}: memory per emitter no larger than livekit's", "not measured", None))
+    return out
+
+
+def targets_markdown(rows: List[Tuple[str, str, Optional[bool]]]) -> str:
+    mark = {True: "met", False: "**missed**", None: "not measured"}
+    lines = ["| target | measured | |", "|---|---|---|"]
+    lines += [f"| {t} | {m} | {mark[ok]} |" for t, m, ok in rows]
+    return "\n".join(lines)
+
+
+def plot(results: Dict[str, Dict[str, Any]], path: str, machine: Dict[str, Any]) -> Optional[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        return f"matplotlib not installed ({exc}): no plot"
+    fanouts = [n for n in scenarios.FANOUTS if n > 0 and f"fanout-{n}" in results]
+    if len(fanouts) < 2:
+        return "fewer than two fan-outs measured: no plot"
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    styles = {"floor": dict(color="black", linestyle="--", marker="s")}
+    for key in ORDER:
+        xs, ys = [], []
+        for n in fanouts:
+            entry = results[f"fanout-{n}"]["impl"].get(key)
+            if entry is not None:
+                xs.append(n)
+                ys.append(entry["ns"])
+        if xs:
+            style = {"marker": "o", **styles.get(key, {})}
+            ax.plot(xs, ys, label=LABELS[key], **style)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("handlers (fan-out)")
+    ax.set_ylabel("ns per emit (best of interleaved rounds)")
+    ax.set_title(
+        f"emit, 1 argument: {machine['cpu']}, {machine['cores']} cores,\n"
+        f"{machine['implementation']} {machine['python']} ({machine['date']})",
+        fontsize=9,
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: few short rounds")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per scenario (default 41, quick 7)")
+    parser.add_argument("--batch-ms", type=float, help="length of one timed batch (default 1, quick 0.5)")
+    parser.add_argument("--only", help="comma-separated scenario names or globs")
+    parser.add_argument("--output", default=os.path.join(HERE, "results"), help="results directory")
+    parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the round order shuffle")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (7 if args.quick else 41)
+    batch_ns = (args.batch_ms or (0.5 if args.quick else 1.0)) * 1e6
+
+    started = time.perf_counter()
+    machine = machine_info()
+    floor = build_floor.ensure_floor()
+    adapters = implementations.ADAPTERS()
+    import livekit_events
+
+    for key in ("compiled", "pure"):
+        if not implementations.adapter(key).available:
+            raise SystemExit(f"{key}: {implementations.adapter(key).note}")
+    extra = scenarios.load_extra_scenarios()
+
+    print(f"# livekit_events benchmark ({'quick' if args.quick else 'full'} run)\n")
+    print(f"Machine: {describe_machine(machine)}")
+    print(f"livekit_events {livekit_events.__version__}, implementation {livekit_events.IMPLEMENTATION}, from {os.path.dirname(livekit_events.__file__)}")
+    for a in adapters:
+        print(f"  {a.key:9} {a.version if a.available else a.note}")
+    if extra:
+        print(f"Extra scenario modules: {', '.join(extra)}")
+    print(f"{rounds} interleaved rounds per scenario, batches of ~{batch_ns / 1e6:g} ms\n")
+    sys.stdout.flush()
+
+    selected = list(scenarios.SCENARIOS)
+    if args.only:
+        patterns = args.only.split(",")
+        selected = [n for n in selected if any(fnmatch.fnmatch(n, p) for p in patterns)]
+    if args.quick:
+        selected = [n for n in selected if not scenarios.SCENARIOS[n].full_only]
+    rng = random.Random(args.seed)
+    available = [a for a in adapters if a.available]
+    results: Dict[str, Dict[str, Any]] = {}
+    for name in selected:
+        scenario = scenarios.SCENARIOS[name]
+        t0 = time.perf_counter()
+        if scenario.kind == "memory":
+            results[name] = measure_memory(scenario, available)
+        else:
+            results[name] = measure_time(
+                scenario, available, floor, rounds=rounds, batch_ns=batch_ns, rng=rng
+            )
+        for a in adapters:
+            if not a.available:
+                results[name]["skipped"][a.key] = a.note
+        results[name]["title"] = scenario.title
+        results[name]["params"] = scenario.params
+        compiled = results[name]["impl"].get("compiled", {})
+        summary = (
+            f"{compiled['bytes']:.0f} B" if "bytes" in compiled
+            else f"{fmt_ns(compiled['ns'])} ({fmt_x(compiled.get('x_floor'))} floor)" if compiled
+            else "–"
+        )
+        print(f"  {name:20} compiled {summary:28} [{time.perf_counter() - t0:.1f} s]", file=sys.stderr)
+    try:
+        machine["loadavg_end"] = os.getloadavg()
+    except OSError:
+        pass
+
+    present = sorted(
+        {k for r in results.values() for k in r["impl"]} | {FLOOR}, key=ORDER.index
+    )
+    rows = targets(results)
+    notes = sorted(
+        {f"{LABELS.get(k, k)}: {why}" for r in results.values() for k, why in r["skipped"].items()}
+    )
+    command = "python benchmarks/compare.py" + (" --quick" if args.quick else "")
+    report = "\n".join(
+        [
+            f"Machine: {describe_machine(machine)}.  ",
+            f"Run: `{command}`, {machine['date']}, {rounds} interleaved rounds per scenario "
+            f"(batches of ~{batch_ns / 1e6:g} ms); each figure is the best round.",
+            "",
+            "Cells: time per emit (or per unit), and in parentheses the ratio to the floor "
+            "(the same handlers called from a bare compiled loop).  "
+            "Ratios and speed-ups are taken between best rounds "
+            "(results.json also has medians, and medians of per-round ratios).",
+            "",
+            table(results, present),
+            "",
+            "Targets (issue 3):",
+            "",
+            targets_markdown(rows),
+            "",
+            "Skipped:",
+            "",
+            *[f"- {n}" for n in notes],
+        ]
+    )
+    print(report)
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "results.md"), "w") as f:
+        f.write(report + "\n")
+    with open(os.path.join(args.output, "results.json"), "w") as f:
+        json.dump(
+            {
+                "machine": machine,
+                "command": command,
+                "rounds": rounds,
+                "batch_ms": batch_ns / 1e6,
+                "versions": {a.key: (a.version if a.available else None) for a in adapters},
+                "results": results,
+                "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in rows],
+            },
+            f,
+            indent=1,
+            ensure_ascii=False,
+        )
+    if not args.no_plot:
+        problem = plot(results, os.path.join(args.output, "fanout.png"), machine)
+        if problem:
+            print(problem, file=sys.stderr)
+    print(
+        f"\nwrote {args.output}/results.md, results.json"
+        + ("" if args.no_plot else ", fanout.png")
+        + f" in {time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Timing machinery shared by compare.py and the pytest suites.
+
+A ``Case`` (scenarios.py) becomes a compiled loop ``for _ in repeat(None, n):
+<body>`` (timeit's loop) whose names are fast locals, so the loop adds the
+same small cost to every implementation.  ``precheck`` runs the body once
+under a profiler hook and counts the calls to the benchmark handlers: an
+adapter that silently called nothing (or called twice) fails before timing.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import sys
+import textwrap
+import time
+from typing import Any, Callable, Dict
+
+from scenarios import HANDLER_CODES, Case
+
+__all__ = ("Runner", "count_handler_calls", "precheck")
+
+
+class PrecheckError(AssertionError):
+    pass
+
+
+def count_handler_calls(fn: Callable[[], Any]) -> int:
+    """How many times ``fn()`` calls a benchmark handler (any of HANDLER_CODES)."""
+    calls = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event == "call" and frame.f_code in HANDLER_CODES:
+            calls += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(previous)
+    return calls
+
+
+class Runner:
+    """The timing loop of one case."""
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        names = sorted(case.namespace)
+        body = textwrap.indent(case.body, " " * 8)
+        params = "".join(f", {name}" for name in names)
+        source = (
+            f"def _bench(_n, _timer, _repeat{params}):\n"
+            f"    _t0 = _timer()\n"
+            f"    for _ in _repeat(None, _n):\n"
+            f"{body}\n"
+            f"    return _timer() - _t0\n"
+        )
+        scope: Dict[str, Any] = {}
+        exec(compile(source, f"<bench {case.body[:40]!r}>", "exec"), scope)
+        self._bench = scope["_bench"]
+        self._args = [case.namespace[name] for name in names]
+
+    def run(self, n: int) -> int:
+        """Run ``n`` iterations; elapsed nanoseconds."""
+        return self._bench(n, time.perf_counter_ns, itertools.repeat, *self._args)
+
+    def ns_per_unit(self, n: int) -> float:
+        return self.run(n) / (n * self.case.per_iteration)
+
+    def calibrate(self, target_ns: float) -> int:
+        """Iterations for one batch of about ``target_ns`` (at least 1)."""
+        n = 1
+        while True:
+            elapsed = self.run(n)
+            if elapsed >= target_ns / 4 or n >= 1 << 26:
+                return max(1, int(n * target_ns / max(elapsed, 1)))
+            n *= 4
+
+
+def precheck(case: Case, label: str) -> None:
+    """Run one iteration and check the handler calls it made."""
+    if case.expected_calls is None:
+        Runner(case).run(1)
+        return
+    runner = Runner(case)
+    calls = count_handler_calls(lambda: runner.run(1))
+    if calls != case.expected_calls:
+        raise PrecheckError(
+            f"{label}: one iteration called the handlers {calls} times, "
+            f"expected {case.expected_calls}: the adapter is not doing the work timed"
+        )
+
+
+class gc_paused:
+    """Collect, then keep the cyclic GC off while timing (as timeit does)."""
+
+    def __enter__(self) -> None:
+        gc.collect()
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.was_enabled:
+            gc.enable()
