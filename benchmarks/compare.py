@@ -14,8 +14,8 @@ order.  Reported: each implementation's best round (ns per emit), and ratios
 (to the floor, to livekit's class, to the pure twin) between best rounds.
 Other processes only ever add time, so on a shared machine the best of many
 short interleaved batches is the estimate they disturb least (timeit's
-advice); results.json keeps every round, the medians and the medians of
-per-round ratios.
+advice); results.json keeps the medians, the medians of per-round ratios
+and, with --raw, every round.
 
 Prints a Markdown table and the targets of issue 3 (met or missed), writes
 ``results.md``, ``results.json`` and ``fanout.png`` (ns per emit against
@@ -164,7 +164,7 @@ def measure_time(
             "ns": min(values),
             "median_ns": statistics.median(values),
             "iterations_per_batch": sizes[key],
-            "rounds_ns": values,
+            "rounds_ns": [round(v, 2) for v in values],
         }
         if key != FLOOR:
             entry["x_floor"] = _ratio(samples, key, FLOOR)
@@ -341,7 +341,7 @@ def plot(results: Dict[str, Dict[str, Any]], path: str, machine: Dict[str, Any])
     if len(fanouts) < 2:
         return "fewer than two fan-outs measured: no plot"
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    styles = {"floor": dict(color="black", linestyle="--", marker="s")}
+    styles = {"floor": dict(color="black", linestyle="--", marker="s", zorder=3)}
     for key in ORDER:
         xs, ys = [], []
         for n in fanouts:
@@ -375,14 +375,15 @@ def plot(results: Dict[str, Dict[str, Any]], path: str, machine: Dict[str, Any])
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few short rounds")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds per scenario (default 41, quick 7)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per scenario (default 101, quick 7)")
     parser.add_argument("--batch-ms", type=float, help="length of one timed batch (default 1, quick 0.5)")
     parser.add_argument("--only", help="comma-separated scenario names or globs")
     parser.add_argument("--output", default=os.path.join(HERE, "results"), help="results directory")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--seed", type=int, default=0, help="seed of the round order shuffle")
+    parser.add_argument("--raw", action="store_true", help="keep every round's time in results.json")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (7 if args.quick else 41)
+    rounds = args.rounds or (7 if args.quick else 101)
     batch_ns = (args.batch_ms or (0.5 if args.quick else 1.0)) * 1e6
 
     started = time.perf_counter()
@@ -436,6 +437,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             else "–"
         )
         print(f"  {name:20} compiled {summary:28} [{time.perf_counter() - t0:.1f} s]", file=sys.stderr)
+    if not args.raw:
+        for res in results.values():
+            for entry in res["impl"].values():
+                entry.pop("rounds_ns", None)
     try:
         machine["loadavg_end"] = os.getloadavg()
     except OSError:
