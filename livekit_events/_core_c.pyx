@@ -2,6 +2,33 @@
 # emit.  Its pure-Python twin is _core_py.py: same names, same behaviour, same
 # data model (read that module's docstring first).  Everything cold
 # (signature reading, validation, logging) lives in _common.py.
+#
+# Thread safety, with and without the GIL.  setup.py builds this module with
+# Cython's `freethreading_compatible` directive (free-threaded CPython keeps
+# the GIL off when it is imported) on the strength of these rules:
+#
+# * Every write (`_handlers` entries, `Registration.active`) happens under
+#   `_common.registry_lock`, one process-wide RLock.  `on`/`once` (`_add`),
+#   `off` (`_remove`), `remove_all_listeners` and a once registration firing
+#   (`_claim_once`) each read-modify-write under it, so none is lost.
+# * `_handlers` values are tuples, replaced and never mutated (copy-on-write).
+#   `emit` never takes the lock: it gets a strong reference to the current
+#   tuple with PyDict_GetItemRef (`lke_dict_get`; the dict locks itself on
+#   free-threaded builds) and walks that snapshot, whose Registrations and
+#   callbacks it keeps alive.  Code under the lock may use borrowed lookups.
+# * Registration fields other than `active` are set before the registration
+#   is published (by the dict store) and never change.  `active` only goes
+#   from 1 to 0, under the lock.  A lock-free reader (emit, listeners,
+#   listener_count) that sees a stale 1 is racing the removal, and behaves
+#   as if it had run just before it; a once registration is never called on
+#   that read alone: `_claim_once` tests and clears `active` under the lock,
+#   so exactly one emit, in any thread or nesting, claims it.
+# * event_names and _events copy `list(_handlers.items())`, which CPython
+#   builds under the dict's own lock on free-threaded builds.
+# * So, for any code in this module: no borrowed reference out of a dict or
+#   list that another thread may change (lke_dict_get gives a strong one), and
+#   a check-then-act on shared state only under registry_lock (or a critical
+#   section).  The directive covers the whole module.
 
 cimport cython
 from cpython.object cimport PyObject
@@ -79,6 +106,43 @@ cdef class Registration:
         )
 
 
+cdef extern from *:
+    """
+    /* dict.get(key, dflt) as a new reference, safe without the GIL.  Cython's
+       own dict.get (as of 3.3) takes a borrowed reference from
+       PyDict_GetItemWithError and increfs it afterwards: on free-threaded
+       CPython another thread can replace that value, and free it, in between.
+       PyDict_GetItemRef (3.13+, where free threading exists) takes the
+       reference inside the lookup.  Same cost on GIL builds. */
+    static CYTHON_INLINE PyObject *lke_dict_get(PyObject *dict, PyObject *key,
+                                                PyObject *dflt) {
+        PyObject *value;
+    #if PY_VERSION_HEX >= 0x030D0000
+        int found = PyDict_GetItemRef(dict, key, &value);
+        if (found < 0)
+            return NULL;
+        if (found == 0) {
+            Py_INCREF(dflt);
+            value = dflt;
+        }
+    #else
+        value = PyDict_GetItemWithError(dict, key);
+        if (value == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            value = dflt;
+        }
+        Py_INCREF(value);
+    #endif
+        return value;
+    }
+    """
+    # Lock-free readers (emit, listeners, listener_count) use this; code that
+    # holds registry_lock may use dict.get, as no writer can run concurrently.
+    # `d` is passed as PyObject* so that Cython doesn't incref the attribute.
+    object lke_dict_get(PyObject *d, object key, object dflt)
+
+
 cdef inline void _replace_entries(dict handlers, object event, tuple entries) except *:
     # Caller holds registry_lock.  Empty events are dropped so that
     # event_names() lists only events with handlers.
@@ -104,7 +168,7 @@ cdef class EmitterCore:
 
     def emit(self, event, *args):
         """Call every handler of ``event`` with the leading ``args`` it accepts."""
-        cdef object entries = self._handlers.get(event)
+        cdef object entries = lke_dict_get(<PyObject *>self._handlers, event, None)
         if entries is None:
             return
         cdef Py_ssize_t given = PyTuple_GET_SIZE(args)
@@ -154,13 +218,14 @@ cdef class EmitterCore:
         return 0
 
     cdef bint _claim_once(self, object event, Registration registration) except -1:
-        # The caller saw `active` set and no Python code has run since, so
-        # under the GIL this test-and-clear cannot interleave with another
-        # thread or a nested emit.
-        if not registration.active:
-            return False
-        registration.active = False
+        # Test-and-clear under registry_lock, where every write to `active`
+        # happens: without the GIL (free-threaded CPython) two threads that
+        # both saw `active` set before calling here cannot both claim it.
+        # Nested emits on this thread re-enter the RLock and see it cleared.
         with registry_lock:
+            if not registration.active:
+                return False
+            registration.active = False
             entries = self._handlers.get(event)
             if entries is not None:
                 _replace_entries(
@@ -213,13 +278,13 @@ cdef class EmitterCore:
 
     def listeners(self, event):
         """The callbacks of ``event`` as registered, in call order."""
-        return [(<Registration>r).callback for r in self._handlers.get(event, ())
-                if (<Registration>r).active]
+        entries = lke_dict_get(<PyObject *>self._handlers, event, ())
+        return [(<Registration>r).callback for r in <tuple>entries if (<Registration>r).active]
 
     def listener_count(self, event):
         """How many registrations ``event`` has (each pending ``once`` counts)."""
         cdef Py_ssize_t n = 0
-        for r in self._handlers.get(event, ()):
+        for r in <tuple>lke_dict_get(<PyObject *>self._handlers, event, ()):
             if (<Registration>r).active:
                 n += 1
         return n
