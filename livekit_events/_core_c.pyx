@@ -31,7 +31,9 @@
 #   section).  The directive covers the whole module.
 
 cimport cython
-from cpython.object cimport PyObject
+from cpython.dict cimport PyDict_SetItem
+from cpython.object cimport PyCFunction, PyMethodDef, PyObject, PyTypeObject
+from libc.string cimport memcpy
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
 from ._common import ALL_ARGUMENTS, arity_error, log_handler_failure, registry_lock
@@ -46,6 +48,12 @@ cdef extern from "Python.h":
     int PyErr_ExceptionMatches(PyObject *exc)
     PyObject *PyExc_Exception
     void Py_DECREF_ptr "Py_DECREF"(PyObject *obj)
+    const int METH_FASTCALL
+    const int METH_KEYWORDS
+    object PyDescr_NewMethod(PyTypeObject *type, PyMethodDef *meth)
+    void PyType_Modified(PyTypeObject *type)
+    PyTypeObject PyMethod_Type
+    PyTypeObject *Py_TYPE_ptr "Py_TYPE"(PyObject *obj)
 
 cdef extern from *:
     """
@@ -166,48 +174,8 @@ cdef class EmitterCore:
         if self._handlers:
             self.remove_all_listeners()
 
-    def emit(self, event, *args):
-        """Call every handler of ``event`` with the leading ``args`` it accepts."""
-        cdef object entries = lke_dict_get(<PyObject *>self._handlers, event, None)
-        if entries is None:
-            return
-        cdef Py_ssize_t given = PyTuple_GET_SIZE(args)
-        cdef Py_ssize_t count = PyTuple_GET_SIZE(entries)
-        cdef Py_ssize_t i, passed
-        cdef PyObject *stack[STACK_ARGS + 1]
-        cdef PyObject **argv
-        cdef size_t offset_flag
-        cdef PyObject *result
-        cdef Registration registration
-
-        if given <= STACK_ARGS:
-            for i in range(given):
-                stack[i + 1] = PyTuple_GET_ITEM(args, i)
-            argv = &stack[1]
-            offset_flag = PY_VECTORCALL_ARGUMENTS_OFFSET
-        else:
-            argv = (<PyTupleObject *>args).ob_item
-            offset_flag = 0
-
-        # `entries` (a strong reference) keeps every Registration, and so every
-        # callback and argument, alive while handlers run, whatever they change.
-        for i in range(count):
-            registration = <Registration>PyTuple_GET_ITEM(entries, i)
-            if not registration.active:
-                continue  # removed while this emit runs
-            if registration.once and not self._claim_once(event, registration):
-                continue
-            if given < registration.required:
-                raise arity_error(event, registration.callback, registration.required, given)
-            passed = registration.accepted if registration.accepted < given else given
-            result = PyObject_Vectorcall(
-                <PyObject *>registration.callback, argv, <size_t>passed | offset_flag, NULL)
-            # Checking the result instead of a try/except per handler keeps
-            # isolation free when nothing fails.
-            if result is NULL:
-                self._handler_failed(event)
-            else:
-                Py_DECREF_ptr(result)
+    # emit(event, *args) is the C function _emit below, installed on this
+    # class as a METH_FASTCALL method descriptor.
 
     cdef int _handler_failed(self, object event) except -1:
         # A handler call returned NULL.  Exceptions are logged and swallowed;
@@ -301,3 +269,117 @@ cdef class EmitterCore:
             e: [(<Registration>r).callback for r in <tuple>entries if (<Registration>r).active]
             for e, entries in list(self._handlers.items())
         }
+
+
+# ---------------------------------------------------------------------------
+# emit, the hot path.
+#
+# A Cython `def emit(self, event, *args)` builds an argument tuple and goes
+# through a cyfunction on every call.  Instead, emit is a C function with
+# CPython's METH_FASTCALL convention, installed on EmitterCore as a plain
+# method descriptor (below): it reads the caller's argument array in place,
+# so an emit allocates nothing, and `self.emit(...)` makes no bound method.
+# Each handler gets a vectorcall on a prefix of that array.
+
+cdef extern from *:
+    """
+    /* Call `callable` as Cython's own calls do: through its vectorcall slot
+       when it has one (Python functions, bound methods, builtins), skipping
+       PyObject_Vectorcall's out-of-line wrapper and its result sanity check;
+       anything else goes through PyObject_Vectorcall. */
+    static CYTHON_INLINE PyObject *lke_vectorcall(PyObject *callable, PyObject *const *args,
+                                                  size_t nargsf) {
+        PyTypeObject *tp = Py_TYPE(callable);
+        if (PyType_HasFeature(tp, Py_TPFLAGS_HAVE_VECTORCALL)) {
+            /* PyVectorcall_Function, inlined (it is out of line in 3.11). */
+            vectorcallfunc func;
+            memcpy(&func, (char *)callable + tp->tp_vectorcall_offset, sizeof(func));
+            if (func != NULL)
+                return func(callable, args, nargsf, NULL);
+        }
+        return PyObject_Vectorcall(callable, args, nargsf, NULL);
+    }
+    """
+    PyObject *lke_vectorcall(PyObject *callable, PyObject **args, size_t nargsf)
+
+
+cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    if kwnames is not NULL or nargs < 1:
+        return _emit_unusual(self, args, nargs, kwnames)
+    # The event and the arguments are borrowed from the caller's array, which
+    # outlives this call.
+    cdef PyObject *event = args[0]
+    # A strong reference: keeps every Registration, and so every callback,
+    # alive while handlers run, whatever they change.
+    cdef object entries = lke_dict_get(<PyObject *>self._handlers, <object>event, None)
+    if entries is None:
+        return None
+    cdef PyObject **argv = &args[1]
+    cdef Py_ssize_t given = nargs - 1
+    cdef Py_ssize_t count = PyTuple_GET_SIZE(entries)
+    cdef Py_ssize_t i, passed
+    # Bound-method handlers get the arguments copied here, with a spare slot
+    # in front so that they prepend self in place (PY_VECTORCALL_ARGUMENTS_OFFSET):
+    # the caller's array must not be written to.  Copied at most once per emit.
+    cdef PyObject *stack[STACK_ARGS + 1]
+    cdef PyObject **offset_argv = NULL
+    cdef PyObject *item
+    cdef PyObject *callback
+    cdef PyObject *result
+
+    for i in range(count):
+        # Borrowed: `entries` keeps the registration alive, and it its callback.
+        item = PyTuple_GET_ITEM(entries, i)
+        if not (<Registration>item).active:
+            continue  # removed while this emit runs
+        if (<Registration>item).once and not self._claim_once(<object>event, <Registration>item):
+            continue
+        if given < (<Registration>item).required:
+            raise arity_error(<object>event, (<Registration>item).callback,
+                              (<Registration>item).required, given)
+        passed = (<Registration>item).accepted
+        if passed > given:
+            passed = given
+        callback = <PyObject *>(<Registration>item).callback
+        if Py_TYPE_ptr(callback) is not &PyMethod_Type or given > STACK_ARGS:
+            result = lke_vectorcall(callback, argv, <size_t>passed)
+        else:
+            if offset_argv is NULL:
+                memcpy(&stack[1], argv, given * sizeof(PyObject *))
+                offset_argv = &stack[1]
+            result = lke_vectorcall(
+                callback, offset_argv, <size_t>passed | PY_VECTORCALL_ARGUMENTS_OFFSET)
+        # Checking the result instead of a try/except per handler keeps
+        # isolation free when nothing fails.
+        if result is NULL:
+            self._handler_failed(<object>event)
+        else:
+            Py_DECREF_ptr(result)
+    return None
+
+
+cdef object _emit_unusual(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    # emit(event=...), which livekit's signature allows, or a bad call.
+    cdef tuple names = <tuple>kwnames if kwnames is not NULL else ()
+    if nargs == 0 and names == ("event",):
+        return _emit(self, args, 1, NULL)
+    for name in names:
+        if name == "event" and nargs >= 1:
+            raise TypeError("emit() got multiple values for argument 'event'")
+        if name != "event":
+            raise TypeError(f"emit() got an unexpected keyword argument {name!r}")
+    raise TypeError("emit() missing 1 required positional argument: 'event'")
+
+
+cdef PyMethodDef _emit_def
+_emit_def.ml_name = "emit"
+_emit_def.ml_meth = <PyCFunction><void *>_emit
+_emit_def.ml_flags = METH_FASTCALL | METH_KEYWORDS
+_emit_def.ml_doc = (
+    "emit($self, event, *args)\n--\n\n"
+    "Call every handler of ``event`` with the leading ``args`` it accepts."
+)
+PyDict_SetItem(<object>(<PyTypeObject *>EmitterCore).tp_dict, "emit",
+               PyDescr_NewMethod(<PyTypeObject *>EmitterCore, &_emit_def))
+PyType_Modified(<PyTypeObject *>EmitterCore)
+
