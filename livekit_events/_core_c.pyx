@@ -383,3 +383,339 @@ PyDict_SetItem(<object>(<PyTypeObject *>EmitterCore).tp_dict, "emit",
                PyDescr_NewMethod(<PyTypeObject *>EmitterCore, &_emit_def))
 PyType_Modified(<PyTypeObject *>EmitterCore)
 
+
+# ===========================================================================
+# livekit.rtc acceleration (issue 7).  Owned by livekit_events.install()
+# (_livekit.py); twin: the same section at the end of _core_py.py; cold path:
+# _livekit_common.py.  Nothing above this line uses it.
+#
+# ``livekit_emit`` is what install() puts on livekit.rtc.EventEmitter as
+# ``emit``.  It keeps livekit's emit: the handlers are the keys of
+# ``self._events[event]`` (livekit's storage, never written here), taken as a
+# snapshot when the emit starts (a handler removed meanwhile is still called,
+# one added is not); each gets the first k arguments, k counted from its
+# signature as livekit counts it; a TypeError propagates at once; any other
+# Exception is logged on livekit's logger and the next handler runs.
+#
+# What changes is where k comes from.  Per emitter and event, a snapshot
+# remembers the handlers seen by the last emit, by weak reference (it keeps
+# nothing alive), with their arity.  An emit compares the current keys with
+# it pointer by pointer; only when they differ are the signatures of the new
+# handlers read (lk_describe_all), so a signature is read once per
+# registration, never per emit.
+# ===========================================================================
+
+from cpython.dict cimport PyDict_Next
+from cpython.long cimport PyLong_FromVoidPtr
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+
+import weakref as _lk_weakref
+
+from . import _livekit_common as _lk_common
+from ._livekit_common import lk_call_slow, lk_describe_all, lk_legacy_once_pending, lk_log_failure
+
+cdef extern from "Python.h":
+    ctypedef struct PyListObject:
+        PyObject **ob_item
+    PyObject *PyExc_TypeError
+    void lke_incref "Py_INCREF"(PyObject *obj)
+    void lke_decref "Py_DECREF"(PyObject *obj)
+
+cdef extern from *:
+    """
+    /* Whether the weak reference `ref` refers to `obj`, a live object other
+       than None.  The referent is compared, never used. */
+    static int lke_weakref_is(PyObject *ref, PyObject *obj) {
+    #if PY_VERSION_HEX >= 0x030D0000
+        PyObject *target = NULL;
+        int found = PyWeakref_GetRef(ref, &target);
+        if (found <= 0) {
+            if (found < 0) PyErr_Clear();
+            return 0;
+        }
+        Py_DECREF(target);
+        return target == obj;
+    #else
+        return obj != Py_None && PyWeakref_GET_OBJECT(ref) == obj;
+    #endif
+    }
+
+    /* d.get(key, dflt) as a new reference.  Free-threading safe: the
+       reference is taken inside the lookup (PyDict_GetItemRef, 3.13+), so
+       another thread can't free the value in between. */
+    static PyObject *lke_lk_get(PyObject *d, PyObject *key, PyObject *dflt) {
+        PyObject *value;
+    #if PY_VERSION_HEX >= 0x030D0000
+        int found = PyDict_GetItemRef(d, key, &value);
+        if (found < 0) return NULL;
+        if (found == 0) { Py_INCREF(dflt); value = dflt; }
+    #else
+        value = PyDict_GetItemWithError(d, key);
+        if (value == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            value = dflt;
+        }
+        Py_INCREF(value);
+    #endif
+        return value;
+    }
+    """
+    bint lke_weakref_is(PyObject *ref, PyObject *obj)
+    object lke_lk_get(PyObject *d, object key, object dflt)
+
+cdef extern from *:
+    """
+    /* The one-entry memo of _lk_cache_for is a plain global: only with the GIL. */
+    #ifdef Py_GIL_DISABLED
+    #define LKE_LK_MEMO 0
+    #else
+    #define LKE_LK_MEMO 1
+    #endif
+    """
+    const bint LKE_LK_MEMO
+
+cdef enum:
+    # Handlers of one event kept on the C stack during an emit; more use a list.
+    LK_STACK_HANDLERS = 16
+    LK_STACK_ARGS = 8
+    # _livekit_common's kinds (checked at import below).
+    LK_KIND_CACHED = 0
+    LK_KIND_SLOW = 1
+    LK_KIND_LEGACY_ONCE = 2
+
+if (_lk_common.LK_CACHED, _lk_common.LK_SLOW, _lk_common.LK_LEGACY_ONCE) != (0, 1, 2):
+    raise ImportError("_livekit_common's handler kinds don't match _core_c's")
+
+
+@cython.final
+cdef class _LivekitSnapshot:
+    """One emitter's handlers of one event as its last emit saw them."""
+
+    cdef Py_ssize_t n
+    # (weak reference or None, accepted, kind) per handler, for the next rebuild.
+    cdef list entries
+    # Weak reference per handler, or None for one that can't be weakly
+    # referenced (its arity is then read on every emit: LK_KIND_SLOW).
+    cdef tuple refs
+    cdef PyObject **ptrs  # each handler's identity: compared, never used
+    cdef Py_ssize_t *accepted  # PY_SSIZE_T_MAX: every argument
+    cdef unsigned char *kinds
+
+    def __cinit__(self, tuple keys, list entries):
+        cdef Py_ssize_t i, n = len(entries)
+        self.n = n
+        self.entries = entries
+        self.ptrs = <PyObject **>PyMem_Malloc((n or 1) * sizeof(PyObject *))
+        self.accepted = <Py_ssize_t *>PyMem_Malloc((n or 1) * sizeof(Py_ssize_t))
+        self.kinds = <unsigned char *>PyMem_Malloc(n or 1)
+        if self.ptrs is NULL or self.accepted is NULL or self.kinds is NULL:
+            raise MemoryError()
+        refs = []
+        for i in range(n):
+            ref, accepted, kind = entries[i]
+            refs.append(ref)
+            self.ptrs[i] = <PyObject *>keys[i]
+            self.accepted[i] = (
+                PY_SSIZE_T_MAX if accepted == _lk_common.LK_ALL else <Py_ssize_t>accepted)
+            self.kinds[i] = <unsigned char>kind
+        self.refs = tuple(refs)
+
+    def __dealloc__(self):
+        PyMem_Free(self.ptrs)
+        PyMem_Free(self.accepted)
+        PyMem_Free(self.kinds)
+
+    cdef inline bint matches(self, Py_ssize_t i, PyObject *key):
+        cdef PyObject *ref
+        if self.ptrs[i] != key:
+            return False
+        ref = PyTuple_GET_ITEM(self.refs, i)
+        # Without a weak reference the same address may be another object:
+        # harmless, such a handler's arity is read at every emit.
+        return ref == <PyObject *>None or lke_weakref_is(ref, key)
+
+
+@cython.final
+cdef class _LivekitEmitterCache:
+    """The snapshots of one emitter, dropped when the emitter dies."""
+
+    cdef object ref  # weak reference to the emitter
+    cdef dict snapshots  # event -> _LivekitSnapshot
+
+
+cdef object _lk_missing = object()
+
+# The cache of the emitter that emitted last (apps mostly have one Room):
+# found without building an int key and looking it up.  GIL builds only.
+cdef _LivekitEmitterCache _lk_last = None
+
+# id(emitter) -> _LivekitEmitterCache.  Global, so livekit's instances carry
+# no extra attribute; weak, so it keeps no emitter or handler alive.
+cdef dict _lk_emitters = {}
+
+
+def _lk_forget(object key):
+    def forget(ref):
+        global _lk_last
+        if _lk_last is not None and _lk_last.ref is ref:
+            _lk_last = None
+        cache = lke_lk_get(<PyObject *>_lk_emitters, key, None)
+        if cache is not None and (<_LivekitEmitterCache>cache).ref is ref:
+            _lk_emitters.pop(key, None)
+    return forget
+
+
+cdef _LivekitEmitterCache _lk_cache_for(object emitter):
+    global _lk_last
+    if LKE_LK_MEMO and _lk_last is not None and lke_weakref_is(
+            <PyObject *>_lk_last.ref, <PyObject *>emitter):
+        return _lk_last
+    key = PyLong_FromVoidPtr(<void *>emitter)
+    cache = lke_lk_get(<PyObject *>_lk_emitters, key, None)
+    if cache is not None and lke_weakref_is(
+            <PyObject *>(<_LivekitEmitterCache>cache).ref, <PyObject *>emitter):
+        if LKE_LK_MEMO:
+            _lk_last = <_LivekitEmitterCache>cache
+        return <_LivekitEmitterCache>cache
+    fresh = _LivekitEmitterCache()
+    try:
+        fresh.ref = _lk_weakref.ref(emitter, _lk_forget(key))
+    except TypeError:
+        return None  # can't be weakly referenced: no cache, arity read per emit
+    fresh.snapshots = {}
+    _lk_emitters[key] = fresh
+    if LKE_LK_MEMO:
+        _lk_last = fresh
+    return fresh
+
+
+def livekit_reset():
+    """Forget every snapshot (``uninstall()`` calls it)."""
+    global _lk_last
+    _lk_last = None
+    _lk_emitters.clear()
+
+
+def livekit_snapshot_count():
+    """How many emitters have snapshots (tests: nothing is kept alive)."""
+    return len(_lk_emitters)
+
+
+cdef int _lk_handler_failed(object event) except -1:
+    # A handler call returned NULL.  livekit's rule: a TypeError propagates,
+    # any other Exception is logged, other BaseExceptions propagate.
+    if PyErr_ExceptionMatches(PyExc_TypeError) or not PyErr_ExceptionMatches(PyExc_Exception):
+        return -1
+    lk_log_failure(event, lke_fetch_exception())
+    return 0
+
+
+def livekit_emit(self, event, *args):
+    """Trigger all callbacks associated with the given event.
+
+    livekit_events' compiled dispatcher for ``livekit.rtc.EventEmitter``
+    (installed by ``livekit_events.install()``): livekit's semantics, each
+    handler's signature read once per registration instead of on every emit.
+    """
+    cdef object events = self._events
+    cdef object handlers
+    if type(events) is dict:
+        handlers = lke_lk_get(<PyObject *>events, event, _lk_missing)
+        if handlers is _lk_missing:
+            return
+    else:
+        if event not in events:
+            return
+        handlers = events[event]
+
+    cdef _LivekitEmitterCache cache = _lk_cache_for(self)
+    cdef object snapshot_obj = (
+        lke_lk_get(<PyObject *>cache.snapshots, event, None) if cache is not None else None)
+    cdef _LivekitSnapshot snapshot
+    cdef PyObject *held[LK_STACK_HANDLERS]
+    cdef PyObject **callbacks
+    cdef object keys = None
+    cdef Py_ssize_t n = 0, i, pos = 0, given, passed
+    cdef PyObject *key
+    cdef bint valid = False
+    cdef PyObject *stack[LK_STACK_ARGS + 1]
+    cdef PyObject **argv
+    cdef size_t offset_flag
+    cdef PyObject *result
+    cdef unsigned char kind
+
+    # The snapshot of the handlers, as livekit's list(self._events[event]):
+    # on the C stack when they fit, compared with the last emit's as it goes
+    # (no Python code runs in between, and the dict is locked on free-threaded
+    # builds, so the keys are read in one consistent step).
+    cdef bint on_stack = False
+    if type(handlers) is dict:
+        with cython.critical_section(handlers):
+            if len(<dict>handlers) <= LK_STACK_HANDLERS:
+                on_stack = True
+                valid = snapshot_obj is not None and (
+                    (<_LivekitSnapshot>snapshot_obj).n == len(<dict>handlers))
+                while PyDict_Next(<dict>handlers, &pos, &key, NULL):
+                    lke_incref(key)
+                    held[n] = key
+                    if valid and not (<_LivekitSnapshot>snapshot_obj).matches(n, key):
+                        valid = False
+                    n += 1
+    if on_stack:
+        callbacks = held
+    else:
+        keys = list(handlers)
+        n = len(<list>keys)
+        callbacks = (<PyListObject *>keys).ob_item
+        if snapshot_obj is not None and (<_LivekitSnapshot>snapshot_obj).n == n:
+            valid = True
+            for i in range(n):
+                if not (<_LivekitSnapshot>snapshot_obj).matches(i, callbacks[i]):
+                    valid = False
+                    break
+
+    try:
+        if valid:
+            snapshot = <_LivekitSnapshot>snapshot_obj
+        else:
+            # New or changed handlers: read the new ones' signatures.
+            current = (tuple(keys) if keys is not None
+                       else tuple([<object>held[i] for i in range(n)]))
+            snapshot = _LivekitSnapshot(
+                current,
+                lk_describe_all(current, (<_LivekitSnapshot>snapshot_obj).entries
+                                if snapshot_obj is not None else ()))
+            if cache is not None:
+                cache.snapshots[event] = snapshot
+            if keys is None:
+                keys = current  # owns the handlers from here on
+                callbacks = &(<PyTupleObject *>current).ob_item[0]
+                for i in range(n):
+                    lke_decref(held[i])
+        given = PyTuple_GET_SIZE(args)
+        if given <= LK_STACK_ARGS:
+            for i in range(given):
+                stack[i + 1] = PyTuple_GET_ITEM(args, i)
+            argv = &stack[1]
+            offset_flag = PY_VECTORCALL_ARGUMENTS_OFFSET
+        else:
+            argv = (<PyTupleObject *>args).ob_item
+            offset_flag = 0
+        for i in range(n):
+            kind = snapshot.kinds[i]
+            if kind == LK_KIND_SLOW:
+                lk_call_slow(event, <object>callbacks[i], args)
+                continue
+            if kind == LK_KIND_LEGACY_ONCE and not lk_legacy_once_pending(
+                    self, event, <object>callbacks[i]):
+                continue
+            passed = snapshot.accepted[i] if snapshot.accepted[i] < given else given
+            result = PyObject_Vectorcall(callbacks[i], argv, <size_t>passed | offset_flag, NULL)
+            if result is NULL:
+                _lk_handler_failed(event)
+            else:
+                Py_DECREF_ptr(result)
+    finally:
+        if keys is None:
+            for i in range(n):
+                lke_decref(held[i])
