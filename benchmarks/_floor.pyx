@@ -10,8 +10,9 @@ no arity check, no exception isolation (an exception simply propagates).
 handler table, so calling it builds no argument tuple and no bound method,
 and it calls each handler through its vectorcall slot on a prefix of its own
 argument array: the cheapest way to get from a Python call site to the
-handlers, which is what an emitter can at best approach.  Every implementation's ``emit`` is
-timed against it with the very same handler functions and arguments.
+handlers, which is what an emitter can at best approach.  Every
+implementation's ``emit`` is timed against it with the very same handler
+functions and arguments.
 """
 
 cimport cython
