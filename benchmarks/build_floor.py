@@ -42,7 +42,17 @@ def build() -> None:
             "    compiler_directives={'language_level': '3'}, quiet=True))\n"
         )
         proc = subprocess.run(
-            [sys.executable, "-c", script, "build_ext", "--inplace", "--build-temp", temp, "--build-lib", temp],
+            [
+                sys.executable,
+                "-c",
+                script,
+                "build_ext",
+                "--inplace",
+                "--build-temp",
+                temp,
+                "--build-lib",
+                temp,
+            ],
             cwd=HERE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -183,7 +183,9 @@ def measure_time(
     return result
 
 
-def measure_memory(scenario: scenarios.Scenario, adapters: List[implementations.Adapter]) -> Dict[str, Any]:
+def measure_memory(
+    scenario: scenarios.Scenario, adapters: List[implementations.Adapter]
+) -> Dict[str, Any]:
     result: Dict[str, Any] = {"kind": "memory", "unit": "bytes", "skipped": {}, "impl": {}}
     assert scenario.measure is not None
     for adapter in adapters:
@@ -253,7 +255,11 @@ def table(results: Dict[str, Dict[str, Any]], present: List[str]) -> str:
                 if "pure" in impl and "compiled" in impl and impl["compiled"]["bytes"]
                 else None
             )
-            cells += [fmt_x(ratio) + " smaller" if ratio else "–", fmt_x(pure) if pure else "–", "–"]
+            cells += [
+                fmt_x(ratio) + " smaller" if ratio else "–",
+                fmt_x(pure) if pure else "–",
+                "–",
+            ]
         else:
             cells += [
                 fmt_x(res.get("compiled_vs_livekit")),
@@ -276,7 +282,11 @@ def targets(results: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
     for name, limit in (("fanout-100", 1.05), ("fanout-1", 1.35)):
         x = x_floor(name)
         out.append(
-            (f"compiled emit ≤ {limit:.2f}× the floor at {name}", fmt_x(x, 3), None if x is None else x <= limit)
+            (
+                f"compiled emit ≤ {limit:.2f}× the floor at {name}",
+                fmt_x(x, 3),
+                None if x is None else x <= limit,
+            )
         )
     for key, limit in (("compiled_vs_livekit", 200), ("pure_vs_livekit", 40)):
         who = "compiled" if key.startswith("compiled") else "pure twin"
@@ -297,11 +307,15 @@ def targets(results: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
                 missing.append(n)
                 continue
             worst = x if worst is None else min(worst, x)
-        measured = (
-            f"slowest margin {fmt_x(worst)}" if worst is not None else "not measured"
-        ) + (f" (fan-out {missing} not measured)" if missing and worst is not None else "")
+        measured = (f"slowest margin {fmt_x(worst)}" if worst is not None else "not measured") + (
+            f" (fan-out {missing} not measured)" if missing and worst is not None else ""
+        )
         out.append(
-            (f"compiled faster than {other} at every fan-out", measured, None if worst is None else worst > 1.0)
+            (
+                f"compiled faster than {other} at every fan-out",
+                measured,
+                None if worst is None else worst > 1.0,
+            )
         )
     for name in ("register-function", "register-method"):
         x = results.get(name, {}).get("compiled_per_livekit")
@@ -316,9 +330,17 @@ def targets(results: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
         impl = results.get(name, {}).get("impl", {})
         if "compiled" in impl and "livekit" in impl:
             c, lk = impl["compiled"]["bytes"], impl["livekit"]["bytes"]
-            out.append((f"{name}: memory per emitter no larger than livekit's", f"{c:.0f} B vs {lk:.0f} B", c <= lk))
+            out.append(
+                (
+                    f"{name}: memory per emitter no larger than livekit's",
+                    f"{c:.0f} B vs {lk:.0f} B",
+                    c <= lk,
+                )
+            )
         else:
-            out.append((f"{name}: memory per emitter no larger than livekit's", "not measured", None))
+            out.append(
+                (f"{name}: memory per emitter no larger than livekit's", "not measured", None)
+            )
     return out
 
 
@@ -375,13 +397,19 @@ def plot(results: Dict[str, Dict[str, Any]], path: str, machine: Dict[str, Any])
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few short rounds")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds per scenario (default 101, quick 7)")
-    parser.add_argument("--batch-ms", type=float, help="length of one timed batch (default 1, quick 0.5)")
+    parser.add_argument(
+        "--rounds", type=int, help="interleaved rounds per scenario (default 101, quick 7)"
+    )
+    parser.add_argument(
+        "--batch-ms", type=float, help="length of one timed batch (default 1, quick 0.5)"
+    )
     parser.add_argument("--only", help="comma-separated scenario names or globs")
     parser.add_argument("--output", default=os.path.join(HERE, "results"), help="results directory")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--seed", type=int, default=0, help="seed of the round order shuffle")
-    parser.add_argument("--raw", action="store_true", help="keep every round's time in results.json")
+    parser.add_argument(
+        "--raw", action="store_true", help="keep every round's time in results.json"
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (7 if args.quick else 101)
     batch_ns = (args.batch_ms or (0.5 if args.quick else 1.0)) * 1e6
@@ -399,7 +427,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     print(f"# livekit_events benchmark ({'quick' if args.quick else 'full'} run)\n")
     print(f"Machine: {describe_machine(machine)}")
-    print(f"livekit_events {livekit_events.__version__}, implementation {livekit_events.IMPLEMENTATION}, from {os.path.dirname(livekit_events.__file__)}")
+    print(
+        f"livekit_events {livekit_events.__version__}, implementation {livekit_events.IMPLEMENTATION}, from {os.path.dirname(livekit_events.__file__)}"
+    )
     for a in adapters:
         print(f"  {a.key:9} {a.version if a.available else a.note}")
     if extra:
@@ -432,11 +462,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         results[name]["params"] = scenario.params
         compiled = results[name]["impl"].get("compiled", {})
         summary = (
-            f"{compiled['bytes']:.0f} B" if "bytes" in compiled
-            else f"{fmt_ns(compiled['ns'])} ({fmt_x(compiled.get('x_floor'))} floor)" if compiled
+            f"{compiled['bytes']:.0f} B"
+            if "bytes" in compiled
+            else f"{fmt_ns(compiled['ns'])} ({fmt_x(compiled.get('x_floor'))} floor)"
+            if compiled
             else "–"
         )
-        print(f"  {name:20} compiled {summary:28} [{time.perf_counter() - t0:.1f} s]", file=sys.stderr)
+        print(
+            f"  {name:20} compiled {summary:28} [{time.perf_counter() - t0:.1f} s]", file=sys.stderr
+        )
     if not args.raw:
         for res in results.values():
             for entry in res["impl"].values():
@@ -446,9 +480,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OSError:
         pass
 
-    present = sorted(
-        {k for r in results.values() for k in r["impl"]} | {FLOOR}, key=ORDER.index
-    )
+    present = sorted({k for r in results.values() for k in r["impl"]} | {FLOOR}, key=ORDER.index)
     rows = targets(results)
     notes = sorted(
         {f"{LABELS.get(k, k)}: {why}" for r in results.values() for k, why in r["skipped"].items()}

@@ -52,9 +52,7 @@ def scenario_names(groups: Any = None, exclude: Any = (), kind: str = "time") ->
     return [
         name
         for name, s in scenarios.SCENARIOS.items()
-        if s.kind == kind
-        and (groups is None or s.group in groups)
-        and s.group not in exclude
+        if s.kind == kind and (groups is None or s.group in groups) and s.group not in exclude
     ]
 
 
@@ -89,9 +87,14 @@ def run_benchmark(benchmark: Any, scenario: scenarios.Scenario, impl: str, floor
     case = build_case(scenario, impl, floor)
     try:
         harness.precheck(case, f"{scenario.name}/{impl}")
-        benchmark.group = f"{scenario.name}: {scenario.title} (per {case.per_iteration} {scenario.unit})"
+        benchmark.group = (
+            f"{scenario.name}: {scenario.title} (per {case.per_iteration} {scenario.unit})"
+        )
         benchmark.extra_info.update(
-            scenario=scenario.name, implementation=impl, unit=scenario.unit, per_iteration=case.per_iteration
+            scenario=scenario.name,
+            implementation=impl,
+            unit=scenario.unit,
+            per_iteration=case.per_iteration,
         )
         if case.call is not None:
             fn, args = case.call

@@ -246,7 +246,9 @@ class PsygnalAdapter(Adapter):
     def new(self, spec: EventSpec) -> Dict[Any, Any]:
         # One signal per event, declared with the event's number of arguments
         # (psygnal reads each slot's signature against it at connect time).
-        return {event: self.SignalInstance((object,) * n, name=str(event)) for event, n in spec.items()}
+        return {
+            event: self.SignalInstance((object,) * n, name=str(event)) for event, n in spec.items()
+        }
 
     def op(self, emitter: Any, event: Any, name: str) -> Op:
         signal = emitter[event]

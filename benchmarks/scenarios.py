@@ -206,7 +206,9 @@ def emit_body(
     return f"emit{tag}({', '.join(params)})", names, (fn, tuple(prefix) + ARGS[:nargs])
 
 
-def op_call(adapter: Adapter, emitter: Any, event: Any, op: str, handler_expr: str, tag: str) -> Tuple[str, Dict[str, Any]]:
+def op_call(
+    adapter: Adapter, emitter: Any, event: Any, op: str, handler_expr: str, tag: str
+) -> Tuple[str, Dict[str, Any]]:
     """A statement doing ``op`` (on/off/once) with the handler ``handler_expr``."""
     fn, prefix, keywords = adapter.op(emitter, event, op)
     names: Dict[str, Any] = {f"{op}{tag}": fn}
@@ -221,7 +223,9 @@ def op_call(adapter: Adapter, emitter: Any, event: Any, op: str, handler_expr: s
     return f"{op}{tag}({', '.join(params)})", names
 
 
-def floor_case(floor: Any, subscribers: Sequence[Callable[..., Any]], takes: Sequence[int], nargs: int) -> Case:
+def floor_case(
+    floor: Any, subscribers: Sequence[Callable[..., Any]], takes: Sequence[int], nargs: int
+) -> Case:
     run = floor.make_floor(subscribers, takes)
     names = {"floor": run}
     params = []
@@ -239,7 +243,9 @@ def floor_case(floor: Any, subscribers: Sequence[Callable[..., Any]], takes: Seq
 # -- emit scenarios --------------------------------------------------------------
 
 
-def _emit_scenario(name: str, group: str, title: str, fanout: int, nargs: int, takes: int, **params: Any) -> None:
+def _emit_scenario(
+    name: str, group: str, title: str, fanout: int, nargs: int, takes: int, **params: Any
+) -> None:
     trimming = takes < nargs
 
     def build(adapter: Adapter) -> Case:
