@@ -10,6 +10,7 @@ import inspect
 import os
 import subprocess
 import sys
+import tempfile
 from typing import Any, Dict, Optional
 
 import pytest
@@ -113,11 +114,13 @@ def test_both_cores_have_the_same_public_names(impl: Any) -> None:
 
 
 def _run_pytest(args: list, no_extensions: Optional[str]) -> subprocess.CompletedProcess:
-    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    # Not from the checkout: `python -m pytest` puts the working directory on
+    # sys.path, and the uncompiled source tree would shadow the installed
+    # package (conftest.py rightly fails such a run).
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
         env=_env(no_extensions),
-        cwd=os.path.dirname(tests_dir),
+        cwd=tempfile.gettempdir(),
         capture_output=True,
         text=True,
         timeout=300,
