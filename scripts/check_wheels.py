@@ -390,7 +390,8 @@ def run_job(job: Job, tools: Path, sdist: Path, pytest_args: Sequence[str]) -> J
             what = job.repaired.name
         run([vpy, "-m", "pip", "install", "--quiet", target], log=job.log, env=build_env)
 
-        # The tests, out of the sdist, in a directory without the package.
+        # The tests (and what they load), out of the sdist, in a directory
+        # without the package.
         tests_dir = job.work / "tests-run"
         tests_dir.mkdir()
         with tarfile.open(sdist) as archive:
@@ -398,7 +399,8 @@ def run_job(job: Job, tools: Path, sdist: Path, pytest_args: Sequence[str]) -> J
             members = [
                 m
                 for m in archive.getmembers()
-                if m.name.startswith(f"{top}/tests/") or m.name == f"{top}/pyproject.toml"
+                if m.name.startswith(f"{top}/tests/")
+                or m.name in (f"{top}/pyproject.toml", f"{top}/scripts/soak.py")  # test_soak.py
             ]
             for member in members:
                 member.name = member.name[len(top) + 1 :]
