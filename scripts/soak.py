@@ -6,7 +6,7 @@
 For each implementation (the compiled core and the pure twin, imported by
 name), two phases run against one emitter:
 
-* emits: a cycle of ten emits over fan-outs of 1, 20 and 4 handlers of every
+* emits: a cycle of ten emits over fan-outs of 1, 10 and 4 handlers of every
   shape (functions of each arity, ``*args``, defaults, a bound method, a
   partial, a callable object), 2-10 arguments (across the compiled core's
   stack buffer), handlers that raise ``Exception`` and ``TypeError`` (logged),
@@ -134,7 +134,7 @@ class Workload:
         e = self.emitter
         e.on(self.small, f1)
         shapes = [f0, f1, f3, fvar, self.owner.method, self.partial, self.callme]
-        for i in range(20):  # 7 distinct handlers; dedupe keeps 7, so add onces too
+        for i in range(20):  # 7 distinct shapes with `on`; the rest as onces
             handler = shapes[i % len(shapes)]
             if i < len(shapes):
                 e.on(self.wide, handler)
@@ -171,7 +171,7 @@ class Workload:
         e, args = self.emitter, self.args
         for _ in range(5):
             e.emit(self.small, args[0])  # fan-out 1
-        e.emit(self.wide, *args[: 2 + i % 9])  # fan-out 7 on + once re-added below
+        e.emit(self.wide, *args[: 2 + i % 9])  # fan-out 10: 7 on + 3 onces, re-added below
         for handler in (self.f1, self.owner.method, self.callme):
             e.once(self.wide, handler)
         e.emit(self.failing, args[1], args[2], args[3])  # two failures logged

@@ -26,7 +26,9 @@ Profiles (selected with the environment variable ``HYPOTHESIS_PROFILE``):
 * ``long``: 20 rounds of 1,000 runs of up to 60 steps, for CI's dedicated
   fuzz job (tens of minutes on a busy 2-core machine)::
 
-      HYPOTHESIS_PROFILE=long .venv/bin/pytest tests/test_differential.py
+      HYPOTHESIS_PROFILE=long .venv/bin/pytest tests/test_differential.py -rA
+
+  ``LIVEKIT_EVENTS_FUZZ_ROUNDS`` changes the number of rounds.
 
 If the compiled core can't be imported this test fails, unless
 ``--no-c-extensions`` was given (then it compares the pure twin and the model).
@@ -86,7 +88,10 @@ def _profile() -> Tuple[str, settings, int]:
     name = os.environ.get("HYPOTHESIS_PROFILE", "fast")
     if name not in PROFILES:
         raise pytest.UsageError(f"HYPOTHESIS_PROFILE={name!r}: use one of {sorted(PROFILES)}")
-    return (name,) + PROFILES[name]
+    profile_settings, rounds = PROFILES[name]
+    # LIVEKIT_EVENTS_FUZZ_ROUNDS scales a profile's run length (CI budgets).
+    rounds = int(os.environ.get("LIVEKIT_EVENTS_FUZZ_ROUNDS", rounds))
+    return name, profile_settings, rounds
 
 
 # --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import contextlib
 import enum
 import functools
 import gc
+import inspect
 import logging
 import sys
 import threading
@@ -679,3 +680,85 @@ def test_handler_cycles_are_collected(EventEmitter: Any) -> None:
     del owner
     gc.collect()
     assert [r() for r in refs] == [None, None]
+
+
+# --------------------------------------------------------------------------
+# Signatures that a reading of __code__ alone would get wrong
+
+
+def _sig(*names: str) -> inspect.Signature:
+    return inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    )
+
+
+def test_trimming_follows_inspect_signature(EventEmitter: Any) -> None:
+    """Trimming is what inspect.signature says (SPEC 3), also where a
+    function's __code__ says otherwise: __signature__, __wrapped__ (wraps),
+    partials binding keywords, positional-only parameters, classmethods."""
+    emitter = EventEmitter()
+    got: list = []
+
+    def overridden(*args: Any) -> None:
+        got.append(("overridden", args))
+
+    overridden.__signature__ = _sig("a")  # type: ignore[attr-defined]
+
+    def inner(a: Any, b: Any) -> None:
+        raise AssertionError("never called")
+
+    @functools.wraps(inner)
+    def wrapper(*args: Any) -> None:
+        got.append(("wrapper", args))
+
+    def keywords(a: Any, b: Any = 0, c: Any = 0) -> None:
+        got.append(("keywords", (a, b, c)))
+
+    def positional_only(a: Any, /, b: Any = None) -> None:
+        got.append(("positional_only", (a, b)))
+
+    class Owner:
+        @classmethod
+        def cls_method(cls, a: Any) -> None:
+            got.append(("cls_method", (a,)))
+
+        @staticmethod
+        def static(a: Any, b: Any) -> None:
+            got.append(("static", (a, b)))
+
+    for handler in (
+        overridden,
+        wrapper,
+        functools.partial(keywords, b=5),  # b bound by keyword: (a, *, b=5, c=0)
+        positional_only,
+        Owner.cls_method,
+        Owner.static,
+    ):
+        emitter.on("e", handler)
+    emitter.emit("e", 1, 2, 3)
+    assert got == [
+        ("overridden", (1,)),
+        ("wrapper", (1, 2)),
+        ("keywords", (1, 5, 0)),
+        ("positional_only", (1, 2)),
+        ("cls_method", (1,)),
+        ("static", (1, 2)),
+    ]
+    with pytest.raises(TypeError, match="requires 1 positional argument"):
+        emitter.emit("e")  # `overridden` needs one, by its __signature__
+
+
+def test_signature_read_once_at_registration(EventEmitter: Any) -> None:
+    """Changing a function after registering it doesn't change its trimming
+    (the signature is read once, SPEC 3)."""
+    emitter = EventEmitter()
+    got: list = []
+
+    def handler(a: Any, b: Any = None) -> None:
+        got.append((a, b))
+
+    emitter.on("e", handler)
+    handler.__defaults__ = None  # b now required, for a direct call
+    handler.__signature__ = _sig("a")  # type: ignore[attr-defined]
+    emitter.emit("e", 1, 2)
+    assert got == [(1, 2)]
