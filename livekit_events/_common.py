@@ -42,6 +42,30 @@ _POSITIONAL = (
 )
 
 
+class OnceRequest:
+    """What ``once`` hands to ``self.on``: a one-shot registration request.
+
+    ``once`` goes through ``on`` so that subclasses overriding ``on`` see
+    every registration; the core's ``_on`` recognises this exact type and
+    registers the wrapped callback as a once registration.  Calling it calls
+    the callback, and ``__wrapped__`` lets ``inspect.signature`` see the
+    callback's signature.
+    """
+
+    __slots__ = ("__wrapped__", "accepted", "required")
+
+    def __init__(self, callback: Callable[..., Any], accepted: int, required: int) -> None:
+        self.__wrapped__ = callback
+        self.accepted = accepted
+        self.required = required
+
+    def __call__(self, *args: Any) -> Any:
+        return self.__wrapped__(*args)
+
+    def __repr__(self) -> str:
+        return f"<once {self.__wrapped__!r}>"
+
+
 def _is_async_callable(callback: Any) -> bool:
     """True for coroutine or async-generator functions, also when wrapped in
     ``functools.partial``, bound as methods, or reached through ``__call__``."""
@@ -71,6 +95,11 @@ def _is_async_callable(callback: Any) -> bool:
 
 def describe_callback(callback: Any) -> Tuple[int, int]:
     """Validate ``callback`` for registration and read its arity once.
+
+    The reference (slow) path: each core's ``describe_callback`` answers for
+    plain functions and their bound methods from ``__code__`` directly and
+    calls this for everything else, or whenever the two could differ
+    (tests/test_arity_fast_path.py checks that they never do).
 
     Returns ``(accepted, required)``: how many leading positional arguments
     the handler is given (``ALL_ARGUMENTS`` for ``*args`` or an unreadable

@@ -8,9 +8,18 @@
 # the GIL off when it is imported) on the strength of these rules:
 #
 # * Every write (`_handlers` entries, `Registration.active`) happens under
-#   `_common.registry_lock`, one process-wide RLock.  `on`/`once` (`_add`),
-#   `off` (`_remove`), `remove_all_listeners` and a once registration firing
-#   (`_claim_once`) each read-modify-write under it, so none is lost.
+#   `_common.registry_lock`, one process-wide RLock.  `on`/`once` (`_on` and
+#   `_add`, both through `_insert`), `off` (`_remove_callback`),
+#   `remove_all_listeners` and a once registration firing (`_claim_once`)
+#   each read-modify-write under it, so none is lost.  The hot ones take it
+#   with `_lock()`/`_unlock()` (its acquire/release, looked up once, in a
+#   try/finally) instead of `with`: the same lock, the same re-entrancy (a
+#   callback's __eq__/__hash__ or an event's __hash__ run under it may
+#   register on another emitter).
+# * Reading a callback's arity (`lke_describe_fast`) happens before the lock
+#   is taken and writes nothing shared: it reads the function's fields as
+#   their attribute getters do (strong references, inside a critical section
+#   on the function on free-threaded builds).
 # * `_handlers` values are tuples, replaced and never mutated (copy-on-write).
 #   `emit` never takes the lock: it gets a strong reference to the current
 #   tuple with PyDict_GetItemRef (`lke_dict_get`; the dict locks itself on
@@ -34,9 +43,15 @@ cimport cython
 from cpython.dict cimport PyDict_SetItem
 from cpython.object cimport PyCFunction, PyMethodDef, PyObject, PyTypeObject
 from libc.string cimport memcpy
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
 
-from ._common import ALL_ARGUMENTS, arity_error, log_handler_failure, registry_lock
+import inspect as _inspect
+import keyword as _keyword
+
+from ._common import (
+    ALL_ARGUMENTS, OnceRequest, arity_error, log_handler_failure, registry_lock)
+from ._common import describe_callback as _describe_slow
 
 cdef extern from "Python.h":
     ctypedef struct PyTupleObject:
@@ -83,10 +98,260 @@ cdef extern from *:
 cdef enum:
     STACK_ARGS = 8
 
-__all__ = ("EmitterCore", "Registration")
+__all__ = ("EmitterCore", "Registration", "describe_callback")
+
+
+# ---------------------------------------------------------------------------
+# Reading a callback's arity: the fast path.
+#
+# _common.describe_callback (the slow path) asks inspect: the async checks
+# (inspect.iscoroutinefunction / isasyncgenfunction, markcoroutinefunction's
+# marker on 3.12+, asyncio's legacy `_is_coroutine`) and inspect.signature.
+# For a plain function, and a bound method of one, what they read is the
+# function's __code__ (argument counts, flags, parameter names), __defaults__
+# and __kwdefaults__, and attributes that can only live in its __dict__
+# (__wrapped__, __signature__, __text_signature__, __partialmethod__, the
+# markers).  lke_describe_fast reads those directly and answers only when the
+# slow path could not answer differently; otherwise (returns 0) the slow path
+# runs.  Its twin in _core_py.py applies the same rules; both are checked
+# against the slow path by tests/test_arity_fast_path.py.  The slow path
+# answers when:
+#
+# * the callable is anything but a function or a method of a function (both
+#   types are final), or the function's __dict__ is not empty;
+# * its code is async or marked by types.coroutine (CO_COROUTINE,
+#   CO_ASYNC_GENERATOR, CO_ITERABLE_COROUTINE);
+# * a method's function has no positional parameter (inspect raises);
+# * a parameter name is not an identifier, is a keyword, or repeats
+#   (hand-made code objects: inspect renames, rejects or merges them);
+# * __defaults__ is not a tuple, is longer than the positional parameters,
+#   or holds inspect.Parameter.empty (inspect then counts differently);
+# * there are keyword-only parameters and __kwdefaults__ is not a dict with
+#   str keys only, or lacks one of them (the slow path raises TypeError);
+# * 3.14+: the annotations are lazy and not yet evaluated (inspect evaluates
+#   them, which runs code and may raise).
+#
+# The function's fields are read as its attribute getters read them (strong
+# references, in a critical section on free-threaded builds); the code object
+# and the defaults tuple are immutable.
+
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define LKE_BEGIN_CRITICAL_SECTION(o) Py_BEGIN_CRITICAL_SECTION(o)
+    #define LKE_END_CRITICAL_SECTION() Py_END_CRITICAL_SECTION()
+    #else
+    #define LKE_BEGIN_CRITICAL_SECTION(o) {
+    #define LKE_END_CRITICAL_SECTION() }
+    #endif
+
+    #define LKE_NOT_PLAIN (CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR)
+    /* Longer parameter lists go to the slow path (names are compared pairwise). */
+    #define LKE_FAST_MAX_PARAMETERS 32
+
+    /* Returns 1 with *accepted (-1: every argument) and *required set to what
+       _common.describe_callback returns for `callback`; 0 when the slow path
+       must answer; -1 with an exception set.  `empty` is
+       inspect.Parameter.empty, `keywords` frozenset(keyword.kwlist). */
+    static int lke_describe_fast(PyObject *callback, PyObject *empty, PyObject *keywords,
+                                 Py_ssize_t *accepted, Py_ssize_t *required) {
+        PyObject *func;
+        PyFunctionObject *f;
+        PyCodeObject *co;
+        PyObject *code, *defaults, *kwdefaults, *dict, *names = NULL;
+        int bound, flags, lazy_annotations = 0, result = 0, ok;
+        Py_ssize_t argcount, kwonly, total, ndefaults = 0, i, j;
+
+        if (Py_IS_TYPE(callback, &PyFunction_Type)) {
+            func = callback;
+            bound = 0;
+        } else if (Py_IS_TYPE(callback, &PyMethod_Type)
+                   && Py_IS_TYPE(PyMethod_GET_FUNCTION(callback), &PyFunction_Type)) {
+            func = PyMethod_GET_FUNCTION(callback);
+            bound = 1;
+        } else {
+            return 0;
+        }
+        f = (PyFunctionObject *)func;
+        LKE_BEGIN_CRITICAL_SECTION(func);
+        code = f->func_code;
+        Py_INCREF(code);
+        defaults = f->func_defaults;
+        Py_XINCREF(defaults);
+        kwdefaults = f->func_kwdefaults;
+        Py_XINCREF(kwdefaults);
+        dict = f->func_dict;
+        Py_XINCREF(dict);
+    #if PY_VERSION_HEX >= 0x030E0000
+        lazy_annotations = f->func_annotations == NULL && f->func_annotate != NULL
+                           && f->func_annotate != Py_None;
+    #endif
+        LKE_END_CRITICAL_SECTION();
+
+        co = (PyCodeObject *)code;
+        flags = co->co_flags;
+        argcount = co->co_argcount;
+        kwonly = co->co_kwonlyargcount;
+        if (lazy_annotations || (flags & LKE_NOT_PLAIN) || (bound && argcount == 0))
+            goto done;
+        if (dict != NULL && (!PyDict_CheckExact(dict) || PyDict_Size(dict) != 0))
+            goto done;
+        total = argcount + kwonly + ((flags & CO_VARARGS) != 0) + ((flags & CO_VARKEYWORDS) != 0);
+        if (total > LKE_FAST_MAX_PARAMETERS)
+            goto done;
+
+        /* The parameter names: co_varnames[:total]. */
+    #if PY_VERSION_HEX >= 0x030C0000
+        names = PyCode_GetVarnames(co);  /* cached by the code object */
+        if (names == NULL) {
+            result = -1;
+            goto done;
+        }
+    #elif PY_VERSION_HEX >= 0x030B0000
+        /* 3.11 builds co_varnames anew on every read.  It lists the entries of
+           co_localsplusnames whose kind has CO_FAST_LOCAL (0x20 in 3.11's
+           pycore_code.h), in order: where the leading `total` all have it,
+           they are co_varnames[:total]. */
+        names = co->co_localsplusnames;
+        Py_INCREF(names);
+        if (PyTuple_GET_SIZE(names) < total)
+            goto done;
+        {
+            const char *kinds = PyBytes_AS_STRING(co->co_localspluskinds);
+            for (i = 0; i < total; i++)
+                if (!(kinds[i] & 0x20))
+                    goto done;
+        }
+    #else
+        names = co->co_varnames;
+        Py_INCREF(names);
+    #endif
+        if (PyTuple_GET_SIZE(names) < total)
+            goto done;
+        for (i = 0; i < total; i++) {
+            PyObject *name = PyTuple_GET_ITEM(names, i);
+            if (!PyUnicode_CheckExact(name))
+                goto done;
+            ok = PyUnicode_IsIdentifier(name);  /* what str.isidentifier() calls */
+            if (ok <= 0) {
+                if (ok < 0)
+                    PyErr_Clear();  /* the slow path will see it again */
+                goto done;
+            }
+            ok = PySet_Contains(keywords, name);
+            if (ok != 0) {
+                if (ok < 0)
+                    result = -1;
+                goto done;
+            }
+            for (j = 0; j < i; j++) {
+                PyObject *other = PyTuple_GET_ITEM(names, j);
+                if (other == name || (PyUnicode_GET_LENGTH(other) == PyUnicode_GET_LENGTH(name)
+                                      && PyUnicode_Compare(other, name) == 0))
+                    goto done;
+            }
+        }
+
+        if (defaults != NULL) {
+            if (!PyTuple_CheckExact(defaults))
+                goto done;
+            ndefaults = PyTuple_GET_SIZE(defaults);
+            if (ndefaults > argcount)
+                goto done;
+            for (i = 0; i < ndefaults; i++)
+                if (PyTuple_GET_ITEM(defaults, i) == empty)
+                    goto done;
+        }
+        if (kwonly > 0) {
+            PyObject *key, *value;
+            Py_ssize_t pos = 0;
+            if (kwdefaults == NULL || !PyDict_CheckExact(kwdefaults))
+                goto done;
+            ok = 1;
+            LKE_BEGIN_CRITICAL_SECTION(kwdefaults);
+            /* str keys only: looking the names up then runs no Python code. */
+            while (PyDict_Next(kwdefaults, &pos, &key, NULL)) {
+                if (!PyUnicode_CheckExact(key)) {
+                    ok = 0;
+                    break;
+                }
+            }
+            for (i = argcount; ok == 1 && i < argcount + kwonly; i++) {
+                /* Borrowed, only compared, inside the critical section. */
+                value = PyDict_GetItemWithError(kwdefaults, PyTuple_GET_ITEM(names, i));
+                if (value == NULL)
+                    ok = PyErr_Occurred() ? -1 : 0;
+                else if (value == empty)
+                    ok = 0;
+            }
+            LKE_END_CRITICAL_SECTION();
+            if (ok != 1) {
+                if (ok < 0)
+                    result = -1;
+                goto done;
+            }
+        }
+
+        *accepted = (flags & CO_VARARGS) ? -1 : argcount - bound;
+        *required = argcount - ndefaults;
+        if (bound && *required > 0)
+            *required -= 1;  /* self was the first required parameter */
+        result = 1;
+    done:
+        Py_DECREF(code);
+        Py_XDECREF(defaults);
+        Py_XDECREF(kwdefaults);
+        Py_XDECREF(dict);
+        Py_XDECREF(names);
+        return result;
+    }
+    """
+    int lke_describe_fast(object callback, object empty, object keywords,
+                          Py_ssize_t *accepted, Py_ssize_t *required) except -1
+
+if ALL_ARGUMENTS != -1:
+    raise ImportError("_common.ALL_ARGUMENTS must be -1 (lke_describe_fast returns it)")
+
+cdef object _PARAMETER_EMPTY = _inspect.Parameter.empty
+cdef object _KEYWORDS = frozenset(_keyword.kwlist)  # what inspect.Parameter rejects
+
+
+cdef int _describe(object callback, Py_ssize_t *accepted, Py_ssize_t *required) except -1:
+    if not lke_describe_fast(callback, _PARAMETER_EMPTY, _KEYWORDS, accepted, required):
+        accepted[0], required[0] = _describe_slow(callback)
+    return 0
+
+
+def describe_callback(callback):
+    """``_common.describe_callback(callback)``, read directly from ``__code__``
+    for plain functions and their bound methods (the common callbacks)."""
+    cdef Py_ssize_t accepted, required
+    _describe(callback, &accepted, &required)
+    return accepted, required
+
+
+# ---------------------------------------------------------------------------
+# registry_lock, taken without `with`: Cython's `with` looks up __enter__ and
+# __exit__ on every use.  Its bound methods are looked up once; every write
+# still goes through the same lock (see the notes at the top).
+
+cdef object _OnceRequest = OnceRequest
+cdef object _registry_acquire = registry_lock.acquire
+cdef object _registry_release = registry_lock.release
+
+
+cdef inline int _lock() except -1:
+    _registry_acquire()
+    return 0
+
+
+cdef inline int _unlock() except -1:
+    _registry_release()
+    return 0
 
 
 @cython.final
+@cython.freelist(16)
 cdef class Registration:
     """One ``on`` or ``once`` registration of a callback for an event."""
 
@@ -99,19 +364,34 @@ cdef class Registration:
     # Cleared when removed, so emits walking an older tuple skip it.
     cdef readonly bint active
 
-    def __cinit__(self, object callback, Py_ssize_t accepted, Py_ssize_t required, bint once):
-        self.callback = callback
-        self.accepted = PY_SSIZE_T_MAX if accepted == ALL_ARGUMENTS else accepted
-        self.required = required
-        self.hash = hash(callback)
-        self.once = once
-        self.active = True
+    def __init__(self, object callback, Py_ssize_t accepted, Py_ssize_t required, bint once):
+        _init_registration(self, callback, accepted, required, once)
 
     cdef bint matches(self, object callback, Py_hash_t callback_hash) except -1:
         # Dict-key equality: same hash, then identity or ==.
         return self.hash == callback_hash and (
             self.callback is callback or self.callback == callback
         )
+
+
+cdef int _init_registration(Registration self, object callback, Py_ssize_t accepted,
+                            Py_ssize_t required, bint once) except -1:
+    # Before the registration is published: no other thread sees it yet.
+    self.hash = hash(callback)
+    self.callback = callback
+    self.accepted = PY_SSIZE_T_MAX if accepted == ALL_ARGUMENTS else accepted
+    self.required = required
+    self.once = once
+    self.active = True
+    return 0
+
+
+cdef inline Registration _new_registration(object callback, Py_ssize_t accepted,
+                                           Py_ssize_t required, bint once):
+    # The type's tp_new directly, without the constructor's argument parsing.
+    cdef Registration registration = Registration.__new__(Registration)
+    _init_registration(registration, callback, accepted, required, once)
+    return registration
 
 
 cdef extern from *:
@@ -149,6 +429,34 @@ cdef extern from *:
     # holds registry_lock may use dict.get, as no writer can run concurrently.
     # `d` is passed as PyObject* so that Cython doesn't incref the attribute.
     object lke_dict_get(PyObject *d, object key, object dflt)
+
+
+cdef tuple _tuple_append(tuple entries, Registration registration):
+    # entries + (registration,), without the 1-tuple.
+    cdef Py_ssize_t i, n = PyTuple_GET_SIZE(entries)
+    cdef tuple result = PyTuple_New(n + 1)
+    cdef object item
+    for i in range(n):
+        item = <object>PyTuple_GET_ITEM(entries, i)
+        Py_INCREF(item)
+        PyTuple_SET_ITEM(result, i, item)
+    Py_INCREF(registration)
+    PyTuple_SET_ITEM(result, n, registration)
+    return result
+
+
+cdef tuple _tuple_active(tuple entries, Py_ssize_t count):
+    # The `count` active registrations of entries, in order.
+    cdef Py_ssize_t i, k = 0
+    cdef tuple result = PyTuple_New(count)
+    cdef object item
+    for i in range(PyTuple_GET_SIZE(entries)):
+        item = <object>PyTuple_GET_ITEM(entries, i)
+        if (<Registration>item).active:
+            Py_INCREF(item)
+            PyTuple_SET_ITEM(result, k, item)
+            k += 1
+    return result
 
 
 cdef inline void _replace_entries(dict handlers, object event, tuple entries) except *:
@@ -190,7 +498,8 @@ cdef class EmitterCore:
         # happens: without the GIL (free-threaded CPython) two threads that
         # both saw `active` set before calling here cannot both claim it.
         # Nested emits on this thread re-enter the RLock and see it cleared.
-        with registry_lock:
+        _lock()
+        try:
             if not registration.active:
                 return False
             registration.active = False
@@ -199,36 +508,104 @@ cdef class EmitterCore:
                 _replace_entries(
                     self._handlers, event,
                     tuple([r for r in <tuple>entries if r is not registration]))
+        finally:
+            _unlock()
         return True
 
+    def _on(self, event, callback):
+        # on(event, callback) after the shim: check the event, read the
+        # callback's arity (or unwrap once's request), register; return callback.
+        cdef Py_ssize_t accepted, required
+        hash(event)
+        if type(callback) is _OnceRequest:
+            self._insert(event, _new_registration(
+                callback.__wrapped__, callback.accepted, callback.required, True))
+        else:
+            _describe(callback, &accepted, &required)
+            self._insert(event, _new_registration(callback, accepted, required, False))
+        return callback
+
+    def _describe(self, callback):
+        cdef Py_ssize_t accepted, required
+        _describe(callback, &accepted, &required)
+        return accepted, required
+
     def _add(self, event, callback, Py_ssize_t accepted, Py_ssize_t required, bint once):
-        cdef Registration registration = Registration(callback, accepted, required, once)
+        self._insert(event, _new_registration(callback, accepted, required, once))
+
+    cdef int _insert(self, object event, Registration registration) except -1:
         cdef Registration existing
-        with registry_lock:
-            entries = self._handlers.get(event, ())
-            if not once:
-                for existing in <tuple>entries:
+        cdef object callback = registration.callback
+        cdef tuple entries
+        cdef Py_ssize_t i, n
+        _lock()
+        try:
+            entries = <tuple>self._handlers.get(event)
+            if entries is None:
+                self._handlers[event] = (registration,)
+                return 0
+            n = PyTuple_GET_SIZE(entries)
+            if not registration.once:
+                for i in range(n):
+                    # Borrowed: `entries` holds them, whatever == does.
+                    existing = <Registration>PyTuple_GET_ITEM(entries, i)
                     if not existing.once and existing.matches(callback, registration.hash):
-                        return  # already registered: keeps its first position
-            self._handlers[event] = <tuple>entries + (registration,)
+                        return 0  # already registered: keeps its first position
+            self._handlers[event] = _tuple_append(entries, registration)
+        finally:
+            _unlock()
+        return 0
+
+    def off(self, event, callback):
+        """Remove every registration of ``callback`` for ``event`` (``on`` and
+        pending ``once`` ones).  Unknown events or callbacks are ignored."""
+        self._remove_callback(event, callback)
 
     def _remove(self, event, callback):
+        self._remove_callback(event, callback)
+
+    cdef int _remove_callback(self, object event, object callback) except -1:
         cdef Registration registration
         cdef Py_hash_t callback_hash
-        with registry_lock:
-            entries = self._handlers.get(event)
+        cdef tuple entries
+        cdef Py_ssize_t i, n, kept
+        # Bit i: entry i matches.  All are found before any is touched (==
+        # may raise), as the list below does for longer tuples.
+        cdef unsigned long long matched = 0
+        _lock()
+        try:
+            entries = <tuple>self._handlers.get(event)
             if entries is None:
-                return
+                return 0
             callback_hash = hash(callback)
-            removed = [r for r in <tuple>entries
-                       if (<Registration>r).matches(callback, callback_hash)]
-            if not removed:
-                return
-            for registration in removed:
-                registration.active = False
-            _replace_entries(
-                self._handlers, event,
-                tuple([r for r in <tuple>entries if (<Registration>r).active]))
+            n = PyTuple_GET_SIZE(entries)
+            if n > 64:
+                removed = [r for r in entries
+                           if (<Registration>r).matches(callback, callback_hash)]
+                if not removed:
+                    return 0
+                for registration in removed:
+                    registration.active = False
+                _replace_entries(
+                    self._handlers, event,
+                    tuple([r for r in entries if (<Registration>r).active]))
+                return 0
+            for i in range(n):
+                if (<Registration>PyTuple_GET_ITEM(entries, i)).matches(callback, callback_hash):
+                    matched |= 1ULL << i
+            if not matched:
+                return 0
+            kept = 0
+            for i in range(n):
+                registration = <Registration>PyTuple_GET_ITEM(entries, i)
+                if matched & (1ULL << i):
+                    registration.active = False
+                elif registration.active:
+                    kept += 1
+            _replace_entries(self._handlers, event, _tuple_active(entries, kept))
+        finally:
+            _unlock()
+        return 0
 
     def remove_all_listeners(self, event=None):
         """Remove every handler of ``event``, or of every event if it is None."""

@@ -12,16 +12,103 @@ an emit already walking an older tuple skips it (immediate removal).
 
 from __future__ import annotations
 
+import inspect
+import keyword
+import sys
+import types
 from typing import Any, Dict, List, Optional, Tuple
 
 from ._common import (
     ALL_ARGUMENTS,
+    OnceRequest,
     arity_error,
     log_handler_failure,
     registry_lock,
 )
+from ._common import describe_callback as _describe_slow
 
-__all__ = ("EmitterCore", "Registration")
+__all__ = ("EmitterCore", "Registration", "describe_callback")
+
+
+# -- reading a callback's arity ------------------------------------------------------
+#
+# Twin of the fast path in _core_c.pyx (read its comment): plain functions and
+# their bound methods are read from __code__, __defaults__ and __kwdefaults__;
+# anything that could make inspect.signature or the async checks answer
+# differently goes to the slow path, _common.describe_callback.
+
+_FUNCTION = types.FunctionType
+_METHOD = types.MethodType
+_EMPTY = inspect.Parameter.empty
+_NOT_PLAIN = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+_CO_VARARGS = inspect.CO_VARARGS
+_CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
+_KEYWORDS = frozenset(keyword.kwlist)  # what inspect.Parameter rejects (keyword.iskeyword)
+# 3.14+: inspect.signature evaluates lazy annotations (which may raise).  Pure
+# Python can't tell whether they were evaluated already: the slow path decides.
+_LAZY_ANNOTATIONS = sys.version_info >= (3, 14)
+
+
+def describe_callback(callback: Any) -> Tuple[int, int]:
+    """``_common.describe_callback(callback)``, read directly from ``__code__``
+    for plain functions and their bound methods (the common callbacks)."""
+    if type(callback) is _FUNCTION:
+        function = callback
+        bound = 0
+    elif type(callback) is _METHOD and type(callback.__func__) is _FUNCTION:
+        function = callback.__func__
+        bound = 1
+    else:
+        return _describe_slow(callback)
+    code = function.__code__
+    flags = code.co_flags
+    argcount = code.co_argcount
+    if (
+        flags & _NOT_PLAIN  # async (the slow path raises) or types.coroutine
+        or function.__dict__  # __wrapped__, __signature__, coroutine markers, ...
+        or (bound and not argcount)  # no parameter to bind self to
+        or (_LAZY_ANNOTATIONS and getattr(function, "__annotate__", None) is not None)
+    ):
+        return _describe_slow(callback)
+    kwonly = code.co_kwonlyargcount
+    total = argcount + kwonly
+    if flags & _CO_VARARGS:
+        total += 1
+    if flags & _CO_VARKEYWORDS:
+        total += 1
+    names = code.co_varnames[:total]
+    # Names inspect.Parameter would reject or rename (".0"), and duplicates
+    # (which the signature's mapping merges), occur only in hand-made code.
+    for name in names:
+        if type(name) is not str or not name.isidentifier() or name in _KEYWORDS:
+            return _describe_slow(callback)
+    if len(names) != total or len(set(names)) != total:
+        return _describe_slow(callback)
+    defaults = function.__defaults__
+    required = argcount
+    if defaults is not None:
+        # More defaults than parameters, or Parameter.empty as a default, make
+        # inspect count differently.
+        if type(defaults) is not tuple or len(defaults) > argcount:
+            return _describe_slow(callback)
+        for default in defaults:
+            if default is _EMPTY:
+                return _describe_slow(callback)
+        required -= len(defaults)
+    if kwonly:
+        # A required keyword-only parameter is an error: the slow path raises it.
+        kwdefaults = function.__kwdefaults__
+        if type(kwdefaults) is not dict:
+            return _describe_slow(callback)
+        for key in kwdefaults:
+            if type(key) is not str:  # looking names up must run no Python code
+                return _describe_slow(callback)
+        for name in names[argcount : argcount + kwonly]:
+            if kwdefaults.get(name, _EMPTY) is _EMPTY:
+                return _describe_slow(callback)
+    if bound and required:
+        required -= 1  # self was the first required parameter
+    return (ALL_ARGUMENTS if flags & _CO_VARARGS else argcount - bound), required
 
 
 class Registration:
@@ -43,6 +130,11 @@ class Registration:
         return self.hash == callback_hash and (
             self.callback is callback or self.callback == callback
         )
+
+
+# registry_lock's methods, looked up once (cheaper than `with` per call).
+_lock_acquire = registry_lock.acquire
+_lock_release = registry_lock.release
 
 
 def _replace_entries(
@@ -105,30 +197,61 @@ class EmitterCore:
             )
             return True
 
+    def _on(self, event: Any, callback: Any) -> Any:
+        # on(event, callback) after the shim: check the event, read the
+        # callback's arity (or unwrap once's request), register; return callback.
+        hash(event)
+        if type(callback) is OnceRequest:
+            self._add(event, callback.__wrapped__, callback.accepted, callback.required, True)
+        else:
+            accepted, required = describe_callback(callback)
+            self._add(event, callback, accepted, required, False)
+        return callback
+
+    def _describe(self, callback: Any) -> Tuple[int, int]:
+        return describe_callback(callback)
+
     def _add(self, event: Any, callback: Any, accepted: int, required: int, once: bool) -> None:
         registration = Registration(callback, accepted, required, once)
-        with registry_lock:
+        callback_hash = registration.hash
+        _lock_acquire()
+        try:
             entries = self._handlers.get(event, ())
             if not once:
                 for existing in entries:
-                    if not existing.once and existing.matches(callback, registration.hash):
+                    if (
+                        not existing.once
+                        and existing.hash == callback_hash
+                        and (existing.callback is callback or existing.callback == callback)
+                    ):
                         return  # already registered: keeps its first position
             self._handlers[event] = entries + (registration,)
+        finally:
+            _lock_release()
 
-    def _remove(self, event: Any, callback: Any) -> None:
-        with registry_lock:
+    def off(self, event: Any, callback: Any) -> None:
+        """Remove every registration of ``callback`` for ``event`` (``on`` and
+        pending ``once`` ones).  Unknown events or callbacks are ignored."""
+        _lock_acquire()
+        try:
             entries = self._handlers.get(event)
             if entries is None:
                 return
             callback_hash = hash(callback)
-            removed = [r for r in entries if r.matches(callback, callback_hash)]
+            removed = [
+                r
+                for r in entries
+                if r.hash == callback_hash and (r.callback is callback or r.callback == callback)
+            ]
             if not removed:
                 return
             for registration in removed:
                 registration.active = False
-            _replace_entries(
-                self._handlers, event, tuple(r for r in entries if r.active)
-            )
+            _replace_entries(self._handlers, event, tuple([r for r in entries if r.active]))
+        finally:
+            _lock_release()
+
+    _remove = off
 
     def remove_all_listeners(self, event: Any = None) -> None:
         """Remove every handler of ``event``, or of every event if it is None."""

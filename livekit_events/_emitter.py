@@ -1,9 +1,11 @@
 """The public ``EventEmitter``: a thin Python shim over the active core.
 
-The core (``_core_c.pyx`` or its twin ``_core_py.py``) stores registrations
-and runs ``emit``.  This layer adds what is not hot: decorator forms,
-validation (async callbacks, non-callables, unhashable events, required
-keyword-only parameters) and reading each callback's arity once.
+The core (``_core_c.pyx`` or its twin ``_core_py.py``) stores registrations,
+runs ``emit`` and ``off``, and validates and registers callbacks (``_on``:
+async callbacks, non-callables, unhashable events, required keyword-only
+parameters; each callback's arity read once).  This layer adds the decorator
+forms, ``once`` going through ``on``, and the public typing.  ``on`` is one
+Python frame over the core's ``_on``; ``off`` is the core's own method.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from typing import (
     Generic,
     List,
     Optional,
+    Tuple,
     TypeVar,
     Union,
-    cast,
     overload,
 )
 
-from ._common import check_event, describe_callback
+from ._common import OnceRequest, check_event
 from ._core import EmitterCore
 
 __all__ = ("EventEmitter", "EmitterAPI")
@@ -32,27 +34,8 @@ T_contra = TypeVar("T_contra", contravariant=True)
 CallbackT = TypeVar("CallbackT", bound=Callable[..., Any])
 
 
-class _OnceRequest:
-    """What ``once`` hands to ``self.on``: a one-shot registration request.
-
-    ``once`` goes through ``on`` so that subclasses overriding ``on`` see
-    every registration; ``on`` recognises this type and registers the wrapped
-    callback as a once registration.  Calling it calls the callback, and
-    ``__wrapped__`` lets ``inspect.signature`` see the callback's signature.
-    """
-
-    __slots__ = ("__wrapped__", "accepted", "required")
-
-    def __init__(self, callback: Callable[..., Any], accepted: int, required: int) -> None:
-        self.__wrapped__ = callback
-        self.accepted = accepted
-        self.required = required
-
-    def __call__(self, *args: Any) -> Any:
-        return self.__wrapped__(*args)
-
-    def __repr__(self) -> str:
-        return f"<once {self.__wrapped__!r}>"
+# The core's ``_on`` recognises this exact type (``once`` -> ``self.on``).
+_OnceRequest = OnceRequest
 
 
 class EmitterAPI(Generic[T_contra]):
@@ -67,8 +50,8 @@ class EmitterAPI(Generic[T_contra]):
 
     if TYPE_CHECKING:
         # Provided by the core (_core_c or _core_py), declared here only for
-        # type checkers.  Nothing is defined at run time: emit stays the
-        # core's own method, with no Python layer in front of it.
+        # type checkers.  Nothing is defined at run time: emit and off stay
+        # the core's own methods, with no Python layer in front of them.
         def emit(self, event: T_contra, *args: Any) -> None:
             """Call every handler of ``event`` with the leading ``args`` it accepts."""
 
@@ -89,9 +72,17 @@ class EmitterAPI(Generic[T_contra]):
         def remove_all_listeners(self, event: Optional[T_contra] = None) -> None:
             """Remove every handler of ``event``, or of every event if it is None."""
 
+        def off(self, event: T_contra, callback: Callable[..., Any]) -> None:
+            """Remove every registration of ``callback`` for ``event`` (``on`` and
+            pending ``once`` ones).  Unknown events or callbacks are ignored."""
+
         @property
         def _events(self) -> Dict[Any, List[Callable[..., Any]]]: ...
-        def _add(self, event: Any, callback: Any, accepted: int, required: int, once: bool) -> None: ...
+        def _on(self, event: Any, callback: CallbackT) -> CallbackT: ...
+        def _describe(self, callback: Any) -> Tuple[int, int]: ...
+        def _add(
+            self, event: Any, callback: Any, accepted: int, required: int, once: bool
+        ) -> None: ...
         def _remove(self, event: Any, callback: Any) -> None: ...
 
     @overload
@@ -109,21 +100,17 @@ class EmitterAPI(Generic[T_contra]):
         async callback and ``TypeError`` for a non-callable, a callback with a
         required keyword-only parameter, or an unhashable event.
         """
-        check_event(event)
         if callback is None:
+            check_event(event)
 
             def decorator(function: CallbackT) -> CallbackT:
                 self.on(event, function)
                 return function
 
             return decorator
-        if type(callback) is _OnceRequest:
-            request = cast(_OnceRequest, callback)
-            self._add(event, request.__wrapped__, request.accepted, request.required, True)
-        else:
-            accepted, required = describe_callback(callback)
-            self._add(event, callback, accepted, required, False)
-        return callback
+        # The core checks the event, reads the callback's arity (or unwraps a
+        # once request) and registers it, in one call: returns `callback`.
+        return self._on(event, callback)
 
     @overload
     def once(self, event: T_contra, callback: CallbackT) -> CallbackT: ...
@@ -147,14 +134,9 @@ class EmitterAPI(Generic[T_contra]):
                 return function
 
             return decorator
-        accepted, required = describe_callback(callback)
+        accepted, required = self._describe(callback)
         self.on(event, _OnceRequest(callback, accepted, required))
         return callback
-
-    def off(self, event: T_contra, callback: Callable[..., Any]) -> None:
-        """Remove every registration of ``callback`` for ``event`` (``on`` and
-        pending ``once`` ones).  Unknown events or callbacks are ignored."""
-        self._remove(event, callback)
 
 
 # Generic[T_contra] last keeps the MRO EventEmitter, EmitterAPI, EmitterCore,
