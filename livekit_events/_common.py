@@ -16,11 +16,12 @@ from typing import Any, Callable, Tuple, cast
 
 logger = logging.getLogger("livekit.events")
 
-#: Serialises every change to any emitter's registrations (``on``, ``once``,
+#: Serialises every change to the pure twin's registrations (``on``, ``once``,
 #: ``off``, ``remove_all_listeners`` and a once registration firing).  Emit
 #: never takes it: it reads an immutable tuple.  Re-entrant because a
 #: callback's ``__eq__``/``__hash__`` or an event's ``__hash__`` may run Python
-#: code that registers on another emitter.
+#: code that registers on another emitter.  The compiled core has the same
+#: lock in C (``lke_registry_lock`` in _core_c.pyx).
 registry_lock = threading.RLock()
 
 ASYNC_CALLBACK_MESSAGE = (

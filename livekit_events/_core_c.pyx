@@ -8,14 +8,16 @@
 # the GIL off when it is imported) on the strength of these rules:
 #
 # * Every write (`_handlers` entries, `Registration.active`) happens under
-#   `_common.registry_lock`, one process-wide RLock.  `on`/`once` (`_on` and
-#   `_add`, both through `_insert`), `off` (`_remove_callback`),
-#   `remove_all_listeners` and a once registration firing (`_claim_once`)
-#   each read-modify-write under it, so none is lost.  The hot ones take it
-#   with `_lock()`/`_unlock()` (its acquire/release, looked up once, in a
-#   try/finally) instead of `with`: the same lock, the same re-entrancy (a
-#   callback's __eq__/__hash__ or an event's __hash__ run under it may
-#   register on another emitter).
+#   the registry lock (`_lock()`/`_unlock()`, in a try/finally), one
+#   recursive lock for all compiled emitters: `lke_registry_lock`, a PyMutex
+#   (3.13+) or PyThread lock plus an owner and a depth, as threading.RLock
+#   is built.  `on`/`once` (`_on` and `_add`, both through `_insert`), `off`
+#   (`_remove_callback`), `remove_all_listeners` and a once registration
+#   firing (`_claim_once`) each read-modify-write under it, so none is lost.
+#   Recursive because a callback's __eq__/__hash__ or an event's __hash__,
+#   run under it, may register on another emitter; a thread that has to
+#   wait for it waits with the GIL released (thread state detached).  (The
+#   pure twin's registrations are other objects, under _common.registry_lock.)
 # * Reading a callback's arity (`lke_describe_fast`) happens before the lock
 #   is taken and writes nothing shared: it reads the function's fields as
 #   their attribute getters do (strong references, inside a critical section
@@ -36,7 +38,7 @@
 #   builds under the dict's own lock on free-threaded builds.
 # * So, for any code in this module: no borrowed reference out of a dict or
 #   list that another thread may change (lke_dict_get gives a strong one), and
-#   a check-then-act on shared state only under registry_lock (or a critical
+#   a check-then-act on shared state only under the registry lock (or a critical
 #   section).  The directive covers the whole module.
 
 cimport cython
@@ -50,7 +52,7 @@ import inspect as _inspect
 import keyword as _keyword
 
 from ._common import (
-    ALL_ARGUMENTS, OnceRequest, arity_error, log_handler_failure, registry_lock)
+    ALL_ARGUMENTS, OnceRequest, arity_error, log_handler_failure)
 from ._common import describe_callback as _describe_slow
 
 cdef extern from "Python.h":
@@ -331,23 +333,98 @@ def describe_callback(callback):
 
 
 # ---------------------------------------------------------------------------
-# registry_lock, taken without `with`: Cython's `with` looks up __enter__ and
-# __exit__ on every use.  Its bound methods are looked up once; every write
-# still goes through the same lock (see the notes at the top).
+# The registry lock: recursive, like threading.RLock, in C.  Calling an RLock's
+# acquire and release from here costs about 60 ns a pair (argument parsing,
+# two calls); this costs a few.  One lock for every compiled emitter (the
+# pure twin, whose registrations are other objects, has _common.registry_lock).
+
+cdef extern from *:
+    """
+    typedef struct {
+    #if PY_VERSION_HEX >= 0x030D0000
+        PyMutex mutex;  /* parks with the thread state detached when contended */
+    #else
+        PyThread_type_lock mutex;
+    #endif
+        unsigned long owner;  /* PyThread_get_thread_ident() of the holder, 0: none */
+        unsigned long count;  /* the holder's depth; only the holder touches it */
+    } lke_rlock;
+
+    static lke_rlock lke_registry_lock;  /* zeroed: a zeroed PyMutex is unlocked */
+
+    /* `owner` is read without the mutex to spot re-entry.  Only this thread
+       stores its own id there (and clears it before unlocking), so a stale
+       read can't be this thread's id: relaxed atomics suffice where there is
+       no GIL; with a GIL, every access happens while holding it. */
+    #ifdef Py_GIL_DISABLED
+    #define LKE_OWNER_LOAD(l) _Py_atomic_load_ulong_relaxed(&(l)->owner)
+    #define LKE_OWNER_STORE(l, v) _Py_atomic_store_ulong_relaxed(&(l)->owner, (v))
+    #else
+    #define LKE_OWNER_LOAD(l) ((l)->owner)
+    #define LKE_OWNER_STORE(l, v) ((l)->owner = (v))
+    #endif
+
+    static int lke_rlock_init(lke_rlock *l) {
+    #if PY_VERSION_HEX < 0x030D0000
+        l->mutex = PyThread_allocate_lock();
+        if (l->mutex == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    #endif
+        return 0;
+    }
+
+    static CYTHON_INLINE void lke_rlock_acquire(lke_rlock *l) {
+        unsigned long me = PyThread_get_thread_ident();
+        if (LKE_OWNER_LOAD(l) == me) {
+            l->count++;
+            return;
+        }
+    #if PY_VERSION_HEX >= 0x030D0000
+        PyMutex_Lock(&l->mutex);
+    #else
+        if (!PyThread_acquire_lock(l->mutex, NOWAIT_LOCK)) {
+            /* Held by another thread (which may be running a callback's
+               __eq__): wait without the GIL. */
+            Py_BEGIN_ALLOW_THREADS
+            PyThread_acquire_lock(l->mutex, WAIT_LOCK);
+            Py_END_ALLOW_THREADS
+        }
+    #endif
+        LKE_OWNER_STORE(l, me);
+        l->count = 1;
+    }
+
+    static CYTHON_INLINE void lke_rlock_release(lke_rlock *l) {
+        if (--l->count == 0) {
+            LKE_OWNER_STORE(l, 0);
+    #if PY_VERSION_HEX >= 0x030D0000
+            PyMutex_Unlock(&l->mutex);
+    #else
+            PyThread_release_lock(l->mutex);
+    #endif
+        }
+    }
+    """
+    ctypedef struct lke_rlock:
+        pass
+    lke_rlock lke_registry_lock
+    int lke_rlock_init(lke_rlock *l) except -1
+    void lke_rlock_acquire(lke_rlock *l) noexcept
+    void lke_rlock_release(lke_rlock *l) noexcept
+
+lke_rlock_init(&lke_registry_lock)
 
 cdef object _OnceRequest = OnceRequest
-cdef object _registry_acquire = registry_lock.acquire
-cdef object _registry_release = registry_lock.release
 
 
-cdef inline int _lock() except -1:
-    _registry_acquire()
-    return 0
+cdef inline void _lock() noexcept:
+    lke_rlock_acquire(&lke_registry_lock)
 
 
-cdef inline int _unlock() except -1:
-    _registry_release()
-    return 0
+cdef inline void _unlock() noexcept:
+    lke_rlock_release(&lke_registry_lock)
 
 
 @cython.final
@@ -426,7 +503,7 @@ cdef extern from *:
     }
     """
     # Lock-free readers (emit, listeners, listener_count) use this; code that
-    # holds registry_lock may use dict.get, as no writer can run concurrently.
+    # holds the registry lock may use dict.get, as no writer can run concurrently.
     # `d` is passed as PyObject* so that Cython doesn't incref the attribute.
     object lke_dict_get(PyObject *d, object key, object dflt)
 
@@ -460,7 +537,7 @@ cdef tuple _tuple_active(tuple entries, Py_ssize_t count):
 
 
 cdef inline void _replace_entries(dict handlers, object event, tuple entries) except *:
-    # Caller holds registry_lock.  Empty events are dropped so that
+    # Caller holds the registry lock.  Empty events are dropped so that
     # event_names() lists only events with handlers.
     if entries:
         handlers[event] = entries
@@ -494,10 +571,10 @@ cdef class EmitterCore:
         return 0
 
     cdef bint _claim_once(self, object event, Registration registration) except -1:
-        # Test-and-clear under registry_lock, where every write to `active`
+        # Test-and-clear under the registry lock, where every write to `active`
         # happens: without the GIL (free-threaded CPython) two threads that
         # both saw `active` set before calling here cannot both claim it.
-        # Nested emits on this thread re-enter the RLock and see it cleared.
+        # Nested emits on this thread re-enter the lock and see it cleared.
         _lock()
         try:
             if not registration.active:
@@ -610,7 +687,8 @@ cdef class EmitterCore:
     def remove_all_listeners(self, event=None):
         """Remove every handler of ``event``, or of every event if it is None."""
         cdef Registration registration
-        with registry_lock:
+        _lock()
+        try:
             if event is None:
                 dropped = list(self._handlers.values())
                 self._handlers.clear()
@@ -620,6 +698,8 @@ cdef class EmitterCore:
             for entries in dropped:
                 for registration in <tuple>entries:
                     registration.active = False
+        finally:
+            _unlock()
 
     def listeners(self, event):
         """The callbacks of ``event`` as registered, in call order."""
