@@ -238,16 +238,20 @@ class EmitterCore:
             if entries is None:
                 return
             callback_hash = hash(callback)
-            removed = [
-                r
-                for r in entries
-                if r.hash == callback_hash and (r.callback is callback or r.callback == callback)
-            ]
+            # Every match is found before any is touched (== may raise).
+            removed: List[Registration] = []
+            for r in entries:
+                if r.hash == callback_hash and (r.callback is callback or r.callback == callback):
+                    removed.append(r)
             if not removed:
                 return
-            for registration in removed:
-                registration.active = False
-            _replace_entries(self._handlers, event, tuple([r for r in entries if r.active]))
+            kept: List[Registration] = []
+            for r in entries:
+                if r in removed:  # identity first: Registration has no __eq__
+                    r.active = False
+                elif r.active:
+                    kept.append(r)
+            _replace_entries(self._handlers, event, tuple(kept))
         finally:
             _lock_release()
 
