@@ -143,6 +143,7 @@ def _variants(params: str) -> List[Any]:
     return out
 
 
+@pytest.mark.thread_unsafe(reason="hypothesis: run it once, not once per thread")
 @settings(max_examples=300, deadline=None)
 @given(params=signatures())
 def test_generated_signatures_agree(impl: Any, params: str) -> None:
@@ -150,6 +151,7 @@ def test_generated_signatures_agree(impl: Any, params: str) -> None:
         _assert_agrees(impl, callback)
 
 
+@pytest.mark.thread_unsafe(reason="hypothesis: run it once, not once per thread")
 @settings(max_examples=150, deadline=None)
 @given(
     params=signatures(),
@@ -265,6 +267,7 @@ def test_corner_cases_agree(impl: Any, index: int) -> None:
     _assert_agrees(impl, _corner_cases()[index])
 
 
+@pytest.mark.thread_unsafe(reason="replaces inspect.signature for the whole process")
 def test_fast_path_answers_for_plain_functions_and_methods(impl: Any) -> None:
     # The agreement tests would pass with no fast path at all; this one checks
     # that the common callbacks take it: describing them must not call inspect.
