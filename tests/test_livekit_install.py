@@ -41,6 +41,10 @@ room_pb2 = importlib.import_module("livekit.rtc._proto.room_pb2")
 ffi_pb2 = importlib.import_module("livekit.rtc._proto.ffi_pb2")
 event_emitter_module = importlib.import_module("livekit.rtc.event_emitter")
 
+# install() patches livekit's class for the whole process, and these tests
+# toggle it: they can't run in several threads at once (pytest-run-parallel).
+pytestmark = pytest.mark.thread_unsafe
+
 import livekit_events  # noqa: E402
 from livekit_events import _livekit, _livekit_common  # noqa: E402
 from livekit_events import _core_py  # noqa: E402
