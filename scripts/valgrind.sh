@@ -6,7 +6,7 @@
 # definitely-lost blocks, in total and attributable to the extension (an
 # error whose stack mentions _core_c).
 #
-#   bash scripts/valgrind.sh            # about 15-30 minutes on a busy 2-core box
+#   bash scripts/valgrind.sh            # about 10 minutes on a 2-core box
 #   QUICK=1 bash scripts/valgrind.sh    # the edge tests only (a few minutes)
 #
 # Builds nothing: it uses the interpreter in $PYTHON (default .venv/bin/python)
