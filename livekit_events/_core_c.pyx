@@ -897,28 +897,8 @@ cdef extern from *:
     #endif
     }
 
-    /* d.get(key, dflt) as a new reference.  Free-threading safe: the
-       reference is taken inside the lookup (PyDict_GetItemRef, 3.13+), so
-       another thread can't free the value in between. */
-    static PyObject *lke_lk_get(PyObject *d, PyObject *key, PyObject *dflt) {
-        PyObject *value;
-    #if PY_VERSION_HEX >= 0x030D0000
-        int found = PyDict_GetItemRef(d, key, &value);
-        if (found < 0) return NULL;
-        if (found == 0) { Py_INCREF(dflt); value = dflt; }
-    #else
-        value = PyDict_GetItemWithError(d, key);
-        if (value == NULL) {
-            if (PyErr_Occurred()) return NULL;
-            value = dflt;
-        }
-        Py_INCREF(value);
-    #endif
-        return value;
-    }
     """
     bint lke_weakref_is(PyObject *ref, PyObject *obj)
-    object lke_lk_get(PyObject *d, object key, object dflt)
 
 cdef extern from *:
     """
@@ -1016,7 +996,7 @@ def _lk_forget(object key):
         global _lk_last
         if _lk_last is not None and _lk_last.ref is ref:
             _lk_last = None
-        cache = lke_lk_get(<PyObject *>_lk_emitters, key, None)
+        cache = lke_dict_get(<PyObject *>_lk_emitters, key, None)
         if cache is not None and (<_LivekitEmitterCache>cache).ref is ref:
             _lk_emitters.pop(key, None)
     return forget
@@ -1028,7 +1008,7 @@ cdef _LivekitEmitterCache _lk_cache_for(object emitter):
             <PyObject *>_lk_last.ref, <PyObject *>emitter):
         return _lk_last
     key = PyLong_FromVoidPtr(<void *>emitter)
-    cache = lke_lk_get(<PyObject *>_lk_emitters, key, None)
+    cache = lke_dict_get(<PyObject *>_lk_emitters, key, None)
     if cache is not None and lke_weakref_is(
             <PyObject *>(<_LivekitEmitterCache>cache).ref, <PyObject *>emitter):
         if LKE_LK_MEMO:
@@ -1077,7 +1057,7 @@ def livekit_emit(self, event, *args):
     cdef object events = self._events
     cdef object handlers
     if type(events) is dict:
-        handlers = lke_lk_get(<PyObject *>events, event, _lk_missing)
+        handlers = lke_dict_get(<PyObject *>events, event, _lk_missing)
         if handlers is _lk_missing:
             return
     else:
@@ -1087,7 +1067,7 @@ def livekit_emit(self, event, *args):
 
     cdef _LivekitEmitterCache cache = _lk_cache_for(self)
     cdef object snapshot_obj = (
-        lke_lk_get(<PyObject *>cache.snapshots, event, None) if cache is not None else None)
+        lke_dict_get(<PyObject *>cache.snapshots, event, None) if cache is not None else None)
     cdef _LivekitSnapshot snapshot
     cdef PyObject *held[LK_STACK_HANDLERS]
     cdef PyObject **callbacks

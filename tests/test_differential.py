@@ -591,7 +591,7 @@ def test_model_matches_spec_examples() -> None:
         f.label = name
         return f
 
-    a, b, c = h("a"), h("b"), h("c")
+    a, b = h("a"), h("b")
     m = ReferenceEmitter(lambda cb: (ALL, 0), records)
     m.on("e", a)
     m.on("e", b)
