@@ -40,6 +40,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import inspect
+import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = ("Adapter", "ADAPTERS", "adapter", "available_adapters")
@@ -176,7 +177,7 @@ class CompiledAdapter(_NamedEmitterAdapter):
             raise RuntimeError("livekit_events.EventEmitter is not built on the compiled core")
         self.cls = cls
         self.module = _core_c
-        self.version = f"{livekit_events.__version__} ({_core_c.__file__})"
+        self.version = f"{livekit_events.__version__} ({os.path.basename(_core_c.__file__)})"
 
 
 class PureAdapter(_NamedEmitterAdapter):
