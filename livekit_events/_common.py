@@ -24,6 +24,21 @@ logger = logging.getLogger("livekit.events")
 #: lock in C (``lke_registry_lock`` in _core_c.pyx).
 registry_lock = threading.RLock()
 
+# CPython 3.11's ast module keeps its recursion-depth counter in state shared
+# by all threads, and inspect.signature parses builtins' text signatures with
+# it: two threads reading signatures at once can get "SystemError: AST
+# constructor recursion depth mismatch" (python/cpython#106905; seen here in
+# the suite under pytest-run-parallel).  Signatures are read only when a
+# handler is registered, so serialising the reads costs nothing on emit.
+# Re-entrant: a callable's __signature__ may itself register a handler.
+_signature_lock = threading.RLock()
+
+
+def read_signature(callback: Any) -> inspect.Signature:
+    """``inspect.signature(callback)``, one thread at a time."""
+    with _signature_lock:
+        return inspect.signature(callback)
+
 ASYNC_CALLBACK_MESSAGE = (
     "Cannot register an async callback with `.on()`. Use `asyncio.create_task` "
     "within your synchronous callback instead."
@@ -114,7 +129,7 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
         raise ValueError(ASYNC_CALLBACK_MESSAGE)
     hash(callback)  # registrations compare as dict keys do: unhashable is a TypeError
     try:
-        signature = inspect.signature(callback)
+        signature = read_signature(callback)
     except (TypeError, ValueError):
         # Some builtins have no readable signature: give them every argument.
         return ALL_ARGUMENTS, 0

@@ -30,6 +30,8 @@ import types
 import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ._common import read_signature
+
 #: ``accepted`` for a handler that gets every emitted argument.
 LK_ALL = -1
 
@@ -85,7 +87,7 @@ def lk_describe(callback: Any) -> Entry:
     except TypeError:
         return None, LK_ALL, LK_SLOW
     try:
-        signature = inspect.signature(callback)
+        signature = read_signature(callback)
     except ValueError:
         accepted = LK_ALL  # FIX: no readable signature: called with every argument
     except Exception:
@@ -131,7 +133,7 @@ def lk_call_slow(event: Any, callback: Any, args: Tuple[Any, ...]) -> None:
     exception is logged on livekit's logger."""
     try:
         try:
-            signature: Optional[inspect.Signature] = inspect.signature(callback)
+            signature: Optional[inspect.Signature] = read_signature(callback)
         except ValueError:
             signature = None  # FIX: no readable signature: every argument
         if signature is None:
