@@ -19,7 +19,8 @@ and, with --raw, every round.
 
 Prints a Markdown table and the targets of issue 3 (met or missed), writes
 ``results.md``, ``results.json`` and ``fanout.png`` (ns per emit against
-fan-out, log scales) to ``benchmarks/results/`` (or ``--output``).
+fan-out, log scales) to ``benchmarks/results/`` (a partial run: ``build/bench-results/``;
+or ``--output``).
 """
 
 from __future__ import annotations
@@ -404,13 +405,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--batch-ms", type=float, help="length of one timed batch (default 1, quick 0.5)"
     )
     parser.add_argument("--only", help="comma-separated scenario names or globs")
-    parser.add_argument("--output", default=os.path.join(HERE, "results"), help="results directory")
+    parser.add_argument(
+        "--output",
+        help="results directory (default: benchmarks/results for a full run; build/bench-results "
+        "for --quick or --only, so a partial run never replaces the committed results)",
+    )
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--seed", type=int, default=0, help="seed of the round order shuffle")
     parser.add_argument(
         "--raw", action="store_true", help="keep every round's time in results.json"
     )
     args = parser.parse_args(argv)
+    if args.output is None:
+        partial = args.quick or args.only
+        args.output = (
+            os.path.join(os.path.dirname(HERE), "build", "bench-results")
+            if partial
+            else os.path.join(HERE, "results")
+        )
     rounds = args.rounds or (7 if args.quick else 101)
     batch_ns = (args.batch_ms or (0.5 if args.quick else 1.0)) * 1e6
 

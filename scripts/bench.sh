@@ -8,7 +8,7 @@
 # benchmarks/results/).
 #
 #   bash scripts/bench.sh                 # full comparison (a few minutes)
-#   bash scripts/bench.sh --quick         # smoke run (well under a minute once installed)
+#   bash scripts/bench.sh --quick         # smoke run (writes build/bench-results/)
 #   bash scripts/bench.sh [compare.py options...]   e.g. --only 'fanout-*' --rounds 81
 #   bash scripts/bench.sh pytest [pytest args...]   # the pytest-benchmark suites instead
 #
