@@ -44,6 +44,7 @@
 cimport cython
 from cpython.dict cimport PyDict_SetItem
 from cpython.object cimport PyCFunction, PyMethodDef, PyObject, PyTypeObject
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
@@ -638,17 +639,15 @@ cdef class EmitterCore:
         pending ``once`` ones).  Unknown events or callbacks are ignored."""
         self._remove_callback(event, callback)
 
-    def _remove(self, event, callback):
-        self._remove_callback(event, callback)
-
     cdef int _remove_callback(self, object event, object callback) except -1:
         cdef Registration registration
         cdef Py_hash_t callback_hash
         cdef tuple entries
-        cdef Py_ssize_t i, n, kept
-        # Bit i: entry i matches.  All are found before any is touched (==
-        # may raise), as the list below does for longer tuples.
-        cdef unsigned long long matched = 0
+        cdef Py_ssize_t i, n, matched = 0, kept = 0
+        # Every match is found before any is touched (== may raise): one mark
+        # per entry, on the stack for up to 64 entries.
+        cdef unsigned char small[64]
+        cdef unsigned char *marks = small
         _lock()
         try:
             entries = <tuple>self._handlers.get(event)
@@ -657,30 +656,25 @@ cdef class EmitterCore:
             callback_hash = hash(callback)
             n = PyTuple_GET_SIZE(entries)
             if n > 64:
-                removed = [r for r in entries
-                           if (<Registration>r).matches(callback, callback_hash)]
-                if not removed:
-                    return 0
-                for registration in removed:
-                    registration.active = False
-                _replace_entries(
-                    self._handlers, event,
-                    tuple([r for r in entries if (<Registration>r).active]))
-                return 0
+                marks = <unsigned char *>PyMem_Malloc(n)
+                if marks is NULL:
+                    raise MemoryError()
             for i in range(n):
-                if (<Registration>PyTuple_GET_ITEM(entries, i)).matches(callback, callback_hash):
-                    matched |= 1ULL << i
+                marks[i] = (<Registration>PyTuple_GET_ITEM(entries, i)).matches(
+                    callback, callback_hash)
+                matched += marks[i]
             if not matched:
                 return 0
-            kept = 0
             for i in range(n):
                 registration = <Registration>PyTuple_GET_ITEM(entries, i)
-                if matched & (1ULL << i):
+                if marks[i]:
                     registration.active = False
-                elif registration.active:
+                elif registration.active:  # == may have removed others meanwhile
                     kept += 1
             _replace_entries(self._handlers, event, _tuple_active(entries, kept))
         finally:
+            if marks is not small:
+                PyMem_Free(marks)
             _unlock()
         return 0
 
@@ -864,7 +858,6 @@ PyType_Modified(<PyTypeObject *>EmitterCore)
 
 from cpython.dict cimport PyDict_Next
 from cpython.long cimport PyLong_FromVoidPtr
-from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
 import weakref as _lk_weakref
 

@@ -255,7 +255,6 @@ class EmitterCore:
         finally:
             _lock_release()
 
-    _remove = off
 
     def remove_all_listeners(self, event: Any = None) -> None:
         """Remove every handler of ``event``, or of every event if it is None."""

@@ -83,8 +83,7 @@ class EmitterAPI(Generic[T_contra]):
         def _add(
             self, event: Any, callback: Any, accepted: int, required: int, once: bool
         ) -> None: ...
-        def _remove(self, event: Any, callback: Any) -> None: ...
-
+    
     @overload
     def on(self, event: T_contra, callback: CallbackT) -> CallbackT: ...
     @overload

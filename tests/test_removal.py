@@ -208,3 +208,46 @@ def test_off_then_on_again(EventEmitter: Any) -> None:
         emitter.emit("e", -1)
     assert got == [0, 1, 2]
     assert emitter.event_names() == []
+
+
+@pytest.mark.parametrize("count", [3, 64, 65, 200])
+def test_off_removes_every_match_among_many_registrations(EventEmitter: Any, count: int) -> None:
+    # Either side of the compiled core's 64-entry on-stack match buffer.
+    emitter = EventEmitter[str]()
+    calls: List[Any] = []
+    others = [_named(calls, f"h{i}") for i in range(count)]
+    victim = _named(calls, "victim")
+    for i, handler in enumerate(others):
+        emitter.on("e", handler)
+        if i % 7 == 0:
+            emitter.once("e", victim)
+    emitter.on("e", victim)
+    emitter.off("e", victim)
+    assert emitter.listeners("e") == others
+    emitter.emit("e")
+    assert calls == [f"h{i}" for i in range(count)]
+    emitter.off("e", others[-1])
+    assert emitter.listeners("e") == others[:-1]
+
+
+def test_off_stops_at_an_eq_that_raises_with_nothing_removed(EventEmitter: Any) -> None:
+    class Touchy:
+        def __call__(self) -> None:
+            pass
+
+        def __hash__(self) -> int:
+            return 1
+
+        def __eq__(self, other: object) -> bool:
+            if isinstance(other, Touchy) and other is not self:
+                raise RuntimeError("no comparing")
+            return self is other
+
+    emitter = EventEmitter[str]()
+    first, second = Touchy(), Touchy()
+    emitter.once("e", first)
+    emitter.once("e", second)
+    before = emitter.listeners("e")
+    with pytest.raises(RuntimeError):
+        emitter.off("e", second)  # first's == raises before second is reached
+    assert emitter.listeners("e") == before
