@@ -26,6 +26,9 @@ COMPILER_DIRECTIVES = {
     "wraparound": False,
     "initializedcheck": False,
     "embedsignature": True,
+    # __text_signature__ for the methods (binding=False makes them method
+    # descriptors): inspect.signature works on them.
+    "embedsignature.format": "clinic",
     # Under free-threaded CPython the core is safe without the GIL: see the
     # thread-safety notes in _core_c.pyx.
     "freethreading_compatible": True,

@@ -8,21 +8,14 @@ arity error, and the failure log record.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import inspect
 import logging
 import threading
-from typing import Any, Callable, Tuple, cast
+from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 logger = logging.getLogger("livekit.events")
-
-#: Serialises every change to the pure twin's registrations (``on``, ``once``,
-#: ``off``, ``remove_all_listeners`` and a once registration firing).  Emit
-#: never takes it: it reads an immutable tuple.  Re-entrant because a
-#: callback's ``__eq__``/``__hash__`` or an event's ``__hash__`` may run Python
-#: code that registers on another emitter.  The compiled core has the same
-#: lock in C (``lke_registry_lock`` in _core_c.pyx).
-registry_lock = threading.RLock()
 
 # CPython 3.11's ast module keeps its recursion-depth counter in state shared
 # by all threads, and inspect.signature parses builtins' text signatures with
@@ -56,30 +49,6 @@ _POSITIONAL = (
     inspect.Parameter.POSITIONAL_ONLY,
     inspect.Parameter.POSITIONAL_OR_KEYWORD,
 )
-
-
-class OnceRequest:
-    """What ``once`` hands to ``self.on``: a one-shot registration request.
-
-    ``once`` goes through ``on`` so that subclasses overriding ``on`` see
-    every registration; the core's ``_on`` recognises this exact type and
-    registers the wrapped callback as a once registration.  Calling it calls
-    the callback, and ``__wrapped__`` lets ``inspect.signature`` see the
-    callback's signature.
-    """
-
-    __slots__ = ("__wrapped__", "accepted", "required")
-
-    def __init__(self, callback: Callable[..., Any], accepted: int, required: int) -> None:
-        self.__wrapped__ = callback
-        self.accepted = accepted
-        self.required = required
-
-    def __call__(self, *args: Any) -> Any:
-        return self.__wrapped__(*args)
-
-    def __repr__(self) -> str:
-        return f"<once {self.__wrapped__!r}>"
 
 
 def _is_async_callable(callback: Any) -> bool:
@@ -130,8 +99,10 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
     hash(callback)  # registrations compare as dict keys do: unhashable is a TypeError
     try:
         signature = read_signature(callback)
-    except (TypeError, ValueError):
-        # Some builtins have no readable signature: give them every argument.
+    except Exception:
+        # Some builtins have no readable signature (TypeError, ValueError), and
+        # a broken __signature__ or __wrapped__ can raise anything: such a
+        # callback is accepted and gets every argument, as livekit accepts it.
         return ALL_ARGUMENTS, 0
     accepted = required = 0
     takes_varargs = False
@@ -148,6 +119,93 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
                 f"{parameter.name!r}, which emit can never pass"
             )
     return (ALL_ARGUMENTS if takes_varargs else accepted), required
+
+
+def registration_decorator(emitter: Any, method: str, event: Any) -> Callable[[Any], Any]:
+    """What ``on(event)`` and ``once(event)`` return: a decorator that calls
+    ``emitter.<method>(event, function)`` (so a subclass's override sees it)
+    and returns the function unchanged."""
+    hash(event)  # an unhashable event is a TypeError now, not when decorating
+
+    def decorator(function: Any) -> Any:
+        getattr(emitter, method)(event, function)
+        return function
+
+    return decorator
+
+
+# -- copy and pickle ------------------------------------------------------------------
+#
+# An emitter's registrations live in its core, out of sight of copy and pickle;
+# whatever else the instance holds (its __dict__ and slots, or what a subclass's
+# __getstate__ returns) is copied and pickled by Python's usual rules.  Both
+# cores define __copy__, __deepcopy__ and __reduce_ex__ with these helpers.
+
+
+def instance_state(obj: Any) -> Any:
+    """The instance's own state, as ``copy``/``pickle`` would take it: what
+    its class's ``__getstate__`` returns, else its ``__dict__`` and slots (the
+    pure core's registry slot left out)."""
+    cls: Any = obj.__class__
+    getstate = getattr(cls, "__getstate__", None)
+    if getstate is not None and getattr(getstate, "__objclass__", None) is not object:
+        return obj.__getstate__()  # the subclass's own
+    state: Dict[str, Any] = dict(getattr(obj, "__dict__", None) or {})
+    slots: Dict[str, Any] = {}
+    for klass in cls.__mro__:
+        names: Any = klass.__dict__.get("__slots__", ())
+        for name in [names] if isinstance(names, str) else list(names):
+            if name.startswith("__") and name.endswith("__"):
+                continue  # __dict__, __weakref__, the pure core's registry
+            if name.startswith("__"):
+                name = f"_{klass.__name__.lstrip('_')}{name}"  # a private name, mangled
+            try:
+                slots[name] = getattr(obj, name)
+            except AttributeError:
+                pass  # never set
+    return (state, slots) if slots else (state or None)
+
+
+def restore_instance_state(obj: Any, state: Any) -> None:
+    """Put back what ``instance_state`` took (``__setstate__`` if defined)."""
+    if getattr(obj.__class__, "__setstate__", None) is not None:
+        obj.__setstate__(state)
+        return
+    if isinstance(state, tuple):
+        state, slots = cast("Tuple[Any, Dict[str, Any]]", state)
+        for name, value in (slots or {}).items():
+            setattr(obj, name, value)
+    if state:
+        obj.__dict__.update(state)
+
+
+def new_instance(cls: Any) -> Any:
+    """``cls.__new__(cls)``: how a copied or unpickled emitter is made."""
+    return cls.__new__(cls)
+
+
+def reduce_emitter(emitter: Any, registrations: Any, restore: Any) -> Any:
+    """``__reduce_ex__`` for an emitter: made by ``new_instance(cls)``, then
+    ``restore(obj, (state, registrations))`` (the 6-tuple form's state setter,
+    so that a subclass's own ``__setstate__`` gets its own state only)."""
+    state = (instance_state(emitter), registrations)
+    return (new_instance, (emitter.__class__,), state, None, None, restore)
+
+
+def copy_emitter(emitter: Any, memo: Optional[Dict[int, Any]], copy_registrations: Any) -> Any:
+    """``copy.copy`` (``memo`` None) or ``copy.deepcopy`` of an emitter: a new
+    instance with a copy of the instance's state and of the registrations, in
+    a registry of its own.  ``copy_registrations(new, memo)`` does the latter."""
+    new = new_instance(emitter.__class__)
+    state = instance_state(emitter)
+    if memo is not None:
+        memo[id(emitter)] = new
+        state = copy.deepcopy(state, memo)
+    elif isinstance(state, dict):
+        state = copy.copy(cast("Dict[str, Any]", state))
+    restore_instance_state(new, state)
+    copy_registrations(new, memo)
+    return new
 
 
 def check_event(event: Any) -> None:

@@ -1,64 +1,94 @@
-# Compiled core of livekit_events: registration storage and the hot path of
-# emit.  Its pure-Python twin is _core_py.py: same names, same behaviour, same
-# data model (read that module's docstring first).  Everything cold
-# (signature reading, validation, logging) lives in _common.py.
+# Compiled core of livekit_events: the registry and the hot path of emit.  Its
+# pure-Python twin is _core_py.py (same names, same behaviour).  Everything
+# cold (signature reading, validation, logging, copy/pickle) is in _common.py.
 #
-# Thread safety, with and without the GIL.  setup.py builds this module with
-# Cython's `freethreading_compatible` directive (free-threaded CPython keeps
-# the GIL off when it is imported) on the strength of these rules:
+# The registry.  `EmitterCore.registry` maps an event to a `Handlers` object
+# (lke_handlers, a C type below): an array of slots in call order, each a
+# registration (callback, key hash, arity, flags), the removed ones included
+# until compaction, plus, past LKE_SMALL live registrations, an open-addressing
+# index of slot positions by key hash.  on, once and off are O(1) amortised:
+# a lookup is a probe (or a scan of at most a few slots), an append is
+# amortised by doubling, and dead slots are compacted in bulk.
 #
-# * Every write (`_handlers` entries, `Registration.active`) happens under
-#   the registry lock (`_lock()`/`_unlock()`, in a try/finally), one
-#   recursive lock for all compiled emitters: `lke_registry_lock`, a PyMutex
-#   (3.13+) or PyThread lock plus an owner and a depth, as threading.RLock
-#   is built.  `on`/`once` (`_on` and `_add`, both through `_insert`), `off`
-#   (`_remove_callback`), `remove_all_listeners` and a once registration
-#   firing (`_claim_once`) each read-modify-write under it, so none is lost.
-#   Recursive because a callback's __eq__/__hash__ or an event's __hash__,
-#   run under it, may register on another emitter; a thread that has to
-#   wait for it waits with the GIL released (thread state detached).  (The
-#   pure twin's registrations are other objects, under _common.registry_lock.)
-# * Reading a callback's arity (`lke_describe_fast`) happens before the lock
-#   is taken and writes nothing shared: it reads the function's fields as
-#   their attribute getters do (strong references, inside a critical section
-#   on the function on free-threaded builds).
-# * `_handlers` values are tuples, replaced and never mutated (copy-on-write).
-#   `emit` never takes the lock: it gets a strong reference to the current
-#   tuple with PyDict_GetItemRef (`lke_dict_get`; the dict locks itself on
-#   free-threaded builds) and walks that snapshot, whose Registrations and
-#   callbacks it keeps alive.  Code under the lock may use borrowed lookups.
-# * Registration fields other than `active` are set before the registration
-#   is published (by the dict store) and never change.  `active` only goes
-#   from 1 to 0, under the lock.  A lock-free reader (emit, listeners,
-#   listener_count) that sees a stale 1 is racing the removal, and behaves
-#   as if it had run just before it; a once registration is never called on
-#   that read alone: `_claim_once` tests and clears `active` under the lock,
-#   so exactly one emit, in any thread or nesting, claims it.
-# * event_names and _events copy `list(_handlers.items())`, which CPython
-#   builds under the dict's own lock on free-threaded builds.
-# * So, for any code in this module: no borrowed reference out of a dict or
-#   list that another thread may change (lke_dict_get gives a strong one), and
-#   a check-then-act on shared state only under the registry lock (or a critical
-#   section).  The directive covers the whole module.
+# Rules.  Each one is what makes a class of bug impossible; the names in
+# brackets are the code that keeps it.
+#
+# 1. No lock is ever held while Python code runs, and none is shared between
+#    emitters.  With the GIL there is no lock at all; on free-threaded CPython,
+#    a critical section on the Handlers (per event, released whenever the
+#    thread blocks, so it can't deadlock) guards each commit and each slot
+#    read of emit [LKE_BEGIN_CRITICAL_SECTION, cython.critical_section].
+#    So a finalizer that takes an application lock can't deadlock with on().
+# 2. Python code can run in a registry operation only in its "prepare" part:
+#    hashing a key or an event, comparing keys (__eq__), allocating an object
+#    (which can start the GC on CPython <= 3.11, and so finalizers and weakref
+#    callbacks), releasing a reference.  Each operation first prepares, then
+#    commits: a commit reads and writes the Handlers with C code that runs no
+#    Python code (PyMem allocations only, which never start the GC)
+#    [lke_append, lke_kill, lke_compact, lke_index_*].  Under the GIL a commit
+#    is therefore atomic.
+# 3. Whatever was read before Python code ran is read again after.  Slots
+#    never move while a lookup compares keys unless `layout` changes
+#    (compaction, a new index), and then the lookup starts over; otherwise it
+#    goes on from where it was, re-reading the array, as CPython's dict lookup
+#    does: an append lands past the scan, an index entry in the first empty
+#    place of its probe chain (removals leave DUMMY, never EMPTY), so neither
+#    is missed [_find_on, _find_all].  A match is re-checked for liveness
+#    after the comparison and again by the commit.  Nothing written back is
+#    stale, so nothing is lost and no removed handler lingers.
+# 4. References are dropped only after the commit, when the registry is whole
+#    again (their finalizers may re-enter) [the `release` buffers].
+# 5. emit walks the slots that existed when it started ([0, count) then):
+#    `walkers` counts the walks in progress, and while it is non-zero no slot
+#    moves (compaction waits) and no dead slot's callback is released, so the
+#    walk needs neither a copy nor a reference per handler.  Appends during
+#    the walk may reallocate the array, so emit reloads it for each handler.
+#    Removal is immediate: a removed slot is flagged LKE_DEAD at once, and the
+#    walk skips it.  The last walker compacts [lke_end_walk].
+# 6. A once registration is claimed by flagging it dead in the same commit
+#    that reads it, before its callback runs: exactly one emit, in any
+#    nesting or thread, calls it [lke_take].
+# 7. Nothing that arrives from Python is trusted: methods are method
+#    descriptors (binding=False), which check the type of `self`; arity
+#    values are range-checked [_checked_arity]; a registry entry must be a
+#    Handlers [_handlers_of]; a OnceWrapper made without its constructor is
+#    refused.
+#
+# Free threading.  setup.py builds this module with Cython's
+# `freethreading_compatible` directive (the GIL stays off when it is imported)
+# on the strength of rule 1: the registry dict locks itself, every Handlers
+# read or write is inside its critical section (emit copies one slot at a time
+# and holds a reference to the callback it calls), and a critical section
+# suspended while Python code runs is caught by rule 3's checks.
 
 cimport cython
 from cpython.dict cimport PyDict_SetItem
 from cpython.object cimport PyCFunction, PyMethodDef, PyObject, PyTypeObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport int32_t, uint32_t, int64_t
 from libc.string cimport memcpy
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
+import copy as _copy
+import functools as _functools
 import inspect as _inspect
 import keyword as _keyword
+import types as _types
 
 from ._common import (
-    ALL_ARGUMENTS, OnceRequest, arity_error, log_handler_failure)
+    ALL_ARGUMENTS, arity_error, copy_emitter, log_handler_failure, reduce_emitter,
+    registration_decorator, restore_instance_state)
 from ._common import describe_callback as _describe_slow
 
 cdef extern from "Python.h":
     ctypedef struct PyTupleObject:
         PyObject *ob_item[1]
+    ctypedef struct PyCFunctionObject:
+        PyMethodDef *m_ml
+        PyObject *m_self
+    ctypedef struct PyMethodDescrObject:
+        PyMethodDef *d_method
     PyObject *PyObject_Vectorcall(
         PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     const size_t PY_VECTORCALL_ARGUMENTS_OFFSET
@@ -66,12 +96,18 @@ cdef extern from "Python.h":
     int PyErr_ExceptionMatches(PyObject *exc)
     PyObject *PyExc_Exception
     void Py_DECREF_ptr "Py_DECREF"(PyObject *obj)
+    void Py_XDECREF_ptr "Py_XDECREF"(PyObject *obj)
     const int METH_FASTCALL
     const int METH_KEYWORDS
     object PyDescr_NewMethod(PyTypeObject *type, PyMethodDef *meth)
     void PyType_Modified(PyTypeObject *type)
     PyTypeObject PyMethod_Type
+    PyTypeObject PyMethodDescr_Type
+    bint PyCFunction_Check(object o)
     PyTypeObject *Py_TYPE_ptr "Py_TYPE"(PyObject *obj)
+    int PyType_Ready(PyTypeObject *type) except -1
+    int PyObject_RichCompareBool(PyObject *a, PyObject *b, int op) except -1
+    int Py_EQ
 
 cdef extern from *:
     """
@@ -101,7 +137,7 @@ cdef extern from *:
 cdef enum:
     STACK_ARGS = 8
 
-__all__ = ("EmitterCore", "Registration", "describe_callback")
+__all__ = ("EmitterCore", "OnceWrapper", "describe_callback")
 
 
 # ---------------------------------------------------------------------------
@@ -333,145 +369,6 @@ def describe_callback(callback):
     return accepted, required
 
 
-# ---------------------------------------------------------------------------
-# The registry lock: recursive, like threading.RLock, in C.  Calling an RLock's
-# acquire and release from here costs about 60 ns a pair (argument parsing,
-# two calls); this costs a few.  One lock for every compiled emitter (the
-# pure twin, whose registrations are other objects, has _common.registry_lock).
-
-cdef extern from *:
-    """
-    typedef struct {
-    #if PY_VERSION_HEX >= 0x030D0000
-        PyMutex mutex;  /* parks with the thread state detached when contended */
-    #else
-        PyThread_type_lock mutex;
-    #endif
-        unsigned long owner;  /* PyThread_get_thread_ident() of the holder, 0: none */
-        unsigned long count;  /* the holder's depth; only the holder touches it */
-    } lke_rlock;
-
-    static lke_rlock lke_registry_lock;  /* zeroed: a zeroed PyMutex is unlocked */
-
-    /* `owner` is read without the mutex to spot re-entry.  Only this thread
-       stores its own id there (and clears it before unlocking), so a stale
-       read can't be this thread's id: relaxed atomics suffice where there is
-       no GIL; with a GIL, every access happens while holding it. */
-    #ifdef Py_GIL_DISABLED
-    #define LKE_OWNER_LOAD(l) _Py_atomic_load_ulong_relaxed(&(l)->owner)
-    #define LKE_OWNER_STORE(l, v) _Py_atomic_store_ulong_relaxed(&(l)->owner, (v))
-    #else
-    #define LKE_OWNER_LOAD(l) ((l)->owner)
-    #define LKE_OWNER_STORE(l, v) ((l)->owner = (v))
-    #endif
-
-    static int lke_rlock_init(lke_rlock *l) {
-    #if PY_VERSION_HEX < 0x030D0000
-        l->mutex = PyThread_allocate_lock();
-        if (l->mutex == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-    #endif
-        return 0;
-    }
-
-    static CYTHON_INLINE void lke_rlock_acquire(lke_rlock *l) {
-        unsigned long me = PyThread_get_thread_ident();
-        if (LKE_OWNER_LOAD(l) == me) {
-            l->count++;
-            return;
-        }
-    #if PY_VERSION_HEX >= 0x030D0000
-        PyMutex_Lock(&l->mutex);
-    #else
-        if (!PyThread_acquire_lock(l->mutex, NOWAIT_LOCK)) {
-            /* Held by another thread (which may be running a callback's
-               __eq__): wait without the GIL. */
-            Py_BEGIN_ALLOW_THREADS
-            PyThread_acquire_lock(l->mutex, WAIT_LOCK);
-            Py_END_ALLOW_THREADS
-        }
-    #endif
-        LKE_OWNER_STORE(l, me);
-        l->count = 1;
-    }
-
-    static CYTHON_INLINE void lke_rlock_release(lke_rlock *l) {
-        if (--l->count == 0) {
-            LKE_OWNER_STORE(l, 0);
-    #if PY_VERSION_HEX >= 0x030D0000
-            PyMutex_Unlock(&l->mutex);
-    #else
-            PyThread_release_lock(l->mutex);
-    #endif
-        }
-    }
-    """
-    ctypedef struct lke_rlock:
-        pass
-    lke_rlock lke_registry_lock
-    int lke_rlock_init(lke_rlock *l) except -1
-    void lke_rlock_acquire(lke_rlock *l) noexcept
-    void lke_rlock_release(lke_rlock *l) noexcept
-
-lke_rlock_init(&lke_registry_lock)
-
-cdef object _OnceRequest = OnceRequest
-
-
-cdef inline void _lock() noexcept:
-    lke_rlock_acquire(&lke_registry_lock)
-
-
-cdef inline void _unlock() noexcept:
-    lke_rlock_release(&lke_registry_lock)
-
-
-@cython.final
-@cython.freelist(16)
-cdef class Registration:
-    """One ``on`` or ``once`` registration of a callback for an event."""
-
-    cdef readonly object callback
-    # How many leading arguments the callback gets; PY_SSIZE_T_MAX for all.
-    cdef readonly Py_ssize_t accepted
-    cdef readonly Py_ssize_t required
-    cdef Py_hash_t hash
-    cdef readonly bint once
-    # Cleared when removed, so emits walking an older tuple skip it.
-    cdef readonly bint active
-
-    def __init__(self, object callback, Py_ssize_t accepted, Py_ssize_t required, bint once):
-        _init_registration(self, callback, accepted, required, once)
-
-    cdef bint matches(self, object callback, Py_hash_t callback_hash) except -1:
-        # Dict-key equality: same hash, then identity or ==.
-        return self.hash == callback_hash and (
-            self.callback is callback or self.callback == callback
-        )
-
-
-cdef int _init_registration(Registration self, object callback, Py_ssize_t accepted,
-                            Py_ssize_t required, bint once) except -1:
-    # Before the registration is published: no other thread sees it yet.
-    self.hash = hash(callback)
-    self.callback = callback
-    self.accepted = PY_SSIZE_T_MAX if accepted == ALL_ARGUMENTS else accepted
-    self.required = required
-    self.once = once
-    self.active = True
-    return 0
-
-
-cdef inline Registration _new_registration(object callback, Py_ssize_t accepted,
-                                           Py_ssize_t required, bint once):
-    # The type's tp_new directly, without the constructor's argument parsing.
-    cdef Registration registration = Registration.__new__(Registration)
-    _init_registration(registration, callback, accepted, required, once)
-    return registration
-
-
 cdef extern from *:
     """
     /* dict.get(key, dflt) as a new reference, safe without the GIL.  Cython's
@@ -503,223 +400,981 @@ cdef extern from *:
         return value;
     }
     """
-    # Lock-free readers (emit, listeners, listener_count) use this; code that
-    # holds the registry lock may use dict.get, as no writer can run concurrently.
-    # `d` is passed as PyObject* so that Cython doesn't incref the attribute.
+    # Every registry lookup uses this.  `d` is passed as PyObject* so that
+    # Cython doesn't incref the attribute.
     object lke_dict_get(PyObject *d, object key, object dflt)
 
 
-cdef tuple _tuple_append(tuple entries, Registration registration):
-    # entries + (registration,), without the 1-tuple.
-    cdef Py_ssize_t i, n = PyTuple_GET_SIZE(entries)
-    cdef tuple result = PyTuple_New(n + 1)
-    cdef object item
-    for i in range(n):
-        item = <object>PyTuple_GET_ITEM(entries, i)
-        Py_INCREF(item)
-        PyTuple_SET_ITEM(result, i, item)
-    Py_INCREF(registration)
-    PyTuple_SET_ITEM(result, n, registration)
-    return result
+# ---------------------------------------------------------------------------
+# The registry storage: one `Handlers` per event (read the rules at the top).
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+
+    #ifdef Py_GIL_DISABLED
+    #define LKE_FT_INCREF(o) Py_INCREF(o)
+    #define LKE_FT_DECREF(o) Py_DECREF(o)
+    #else
+    #define LKE_FT_INCREF(o) ((void)0)
+    #define LKE_FT_DECREF(o) ((void)0)
+    #endif
+
+    /* Slot flags. */
+    #define LKE_DEAD 0x01u     /* removed: emits skip it; compaction drops it */
+    #define LKE_ONCE 0x02u     /* a once registration: the emit that claims it calls it */
+    #define LKE_WRAPPER 0x04u  /* a OnceWrapper (once through a subclass's on): its key
+                                  is the wrapped callback, for off(callback) */
+    #define LKE_METHOD 0x08u   /* a bound method: called with a spare slot in front */
+    #define LKE_SPECIAL (LKE_DEAD | LKE_ONCE)
+
+    #define LKE_ALL INT32_MAX  /* accepted: every argument */
+    /* Up to this many live registrations an event has no index: lookups scan
+       (dead slots are compacted before they outnumber max(live, this)). */
+    #define LKE_SMALL 8
+
+    typedef struct {
+        PyObject *callback;  /* strong; NULL once released (the slot is then dead) */
+        Py_hash_t hash;      /* the key's hash: the callback's, or the wrapped one's */
+        int32_t accepted;    /* how many leading arguments it gets (LKE_ALL: all) */
+        int32_t required;    /* how many it needs */
+        uint32_t flags;
+    } lke_slot;
+
+    typedef struct {
+        PyObject_HEAD
+        lke_slot *slots;      /* [0, count): in call order, dead ones included */
+        int32_t *index;       /* NULL, or index_mask + 1 slot positions, EMPTY or DUMMY */
+        uint32_t index_mask;
+        uint32_t index_fill;  /* index entries that are not EMPTY */
+        int32_t count, capacity, live, dead;
+        int32_t unreleased;   /* dead slots still holding their callback */
+        int32_t walkers;      /* emits (and listeners calls) walking the slots */
+        size_t layout;        /* bumped when slots move or the index is remade */
+        int64_t since;        /* when it last got a live slot while it had none */
+    } lke_handlers;
+
+    static PyTypeObject lke_handlers_type;
+    static int64_t lke_since_counter = 0;
+
+    static int lke_handlers_traverse(lke_handlers *h, visitproc visit, void *arg) {
+        for (int32_t i = 0; i < h->count; i++)
+            Py_VISIT(h->slots[i].callback);
+        return 0;
+    }
+
+    static int lke_handlers_clear(lke_handlers *h) {
+        /* Empty first, release after: a finalizer run by a release sees an
+           empty, consistent object. */
+        lke_slot *slots = h->slots;
+        int32_t count = h->count;
+        h->slots = NULL;
+        PyMem_Free(h->index);
+        h->index = NULL;
+        h->index_mask = 0;
+        h->index_fill = 0;
+        h->count = h->capacity = h->live = h->dead = h->unreleased = 0;
+        h->layout++;
+        for (int32_t i = 0; i < count; i++)
+            Py_XDECREF(slots[i].callback);
+        PyMem_Free(slots);
+        return 0;
+    }
+
+    static void lke_handlers_dealloc(lke_handlers *h) {
+        PyObject_GC_UnTrack(h);
+        lke_handlers_clear(h);
+        PyObject_GC_Del(h);
+    }
+
+    static PyTypeObject lke_handlers_type = {
+        PyVarObject_HEAD_INIT(NULL, 0)
+        .tp_name = "livekit_events._core_c.Handlers",
+        .tp_basicsize = sizeof(lke_handlers),
+        .tp_dealloc = (destructor)lke_handlers_dealloc,
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+        .tp_doc = "The registrations of one event (internal).",
+        .tp_traverse = (traverseproc)lke_handlers_traverse,
+        .tp_clear = (inquiry)lke_handlers_clear,
+    };
+
+    static PyObject *lke_handlers_new(void) {
+        lke_handlers *h = PyObject_GC_New(lke_handlers, &lke_handlers_type);
+        if (h == NULL)
+            return NULL;
+        h->slots = NULL;
+        h->index = NULL;
+        h->index_mask = 0;
+        h->index_fill = 0;
+        h->count = h->capacity = h->live = h->dead = h->unreleased = h->walkers = 0;
+        h->layout = 0;
+        h->since = 0;
+        PyObject_GC_Track(h);
+        return (PyObject *)h;
+    }
+
+    /* -- the index: positions of live slots, open addressing, linear probing.
+       As in CPython's dicts, a removal leaves DUMMY (probes go on past it) and
+       an insertion takes the first EMPTY place: an entry never moves to a
+       place a lookup has already passed (rule 3). -- */
+
+    #define LKE_EMPTY (-1)
+    #define LKE_DUMMY (-2)
+
+    static CYTHON_INLINE uint32_t lke_home(lke_handlers *h, Py_hash_t hash) {
+        /* Fibonacci hashing: spreads id-like hashes (functions, methods). */
+        return (uint32_t)(((uint64_t)hash * 0x9E3779B97F4A7C15ull) >> 32) & h->index_mask;
+    }
+
+    static void lke_index_put(lke_handlers *h, int32_t pos) {
+        uint32_t i = lke_home(h, h->slots[pos].hash);
+        while (h->index[i] != LKE_EMPTY)
+            i = (i + 1) & h->index_mask;
+        h->index[i] = pos;
+        h->index_fill++;
+    }
+
+    static void lke_index_remove(lke_handlers *h, int32_t pos) {
+        uint32_t i = lke_home(h, h->slots[pos].hash);
+        for (uint32_t n = 0; n <= h->index_mask; n++) {
+            if (h->index[i] == pos) {
+                h->index[i] = LKE_DUMMY;
+                return;
+            }
+            if (h->index[i] == LKE_EMPTY)
+                return;  /* not indexed (cannot happen; harmless) */
+            i = (i + 1) & h->index_mask;
+        }
+    }
+
+    /* (Re)makes the index for the live slots, or drops it for a small event.
+       On allocation failure the event simply has no index (lookups scan). */
+    static void lke_index_rebuild(lke_handlers *h) {
+        uint32_t size = 16;
+        PyMem_Free(h->index);
+        h->index = NULL;
+        h->index_mask = 0;
+        h->index_fill = 0;
+        h->layout++;
+        if (h->live <= LKE_SMALL)
+            return;
+        while (size < (uint32_t)h->live * 3u && size < (1u << 30))
+            size <<= 1;
+        h->index = (int32_t *)PyMem_Malloc(size * sizeof(int32_t));
+        if (h->index == NULL)
+            return;
+        memset(h->index, 0xff, size * sizeof(int32_t));  /* all LKE_EMPTY */
+        h->index_mask = size - 1;
+        for (int32_t i = 0; i < h->count; i++)
+            if (!(h->slots[i].flags & LKE_DEAD))
+                lke_index_put(h, i);
+    }
+
+    /* -- commits: C only, no Python code (read the rules) -- */
+
+    /* Appends a live slot holding a new reference to `callback`.  0, or -1
+       with MemoryError set and nothing changed. */
+    static int lke_append(lke_handlers *h, PyObject *callback, Py_hash_t hash,
+                          int32_t accepted, int32_t required, uint32_t flags) {
+        if (h->count == h->capacity) {
+            int32_t capacity = h->capacity ? h->capacity * 2 : 1;
+            lke_slot *slots;
+            if (h->capacity >= (1 << 29)) {
+                PyErr_SetString(PyExc_OverflowError, "too many handlers for one event");
+                return -1;
+            }
+            slots = (lke_slot *)PyMem_Realloc(h->slots, (size_t)capacity * sizeof(lke_slot));
+            if (slots == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            h->slots = slots;
+            h->capacity = capacity;
+        }
+        lke_slot *slot = &h->slots[h->count];
+        Py_INCREF(callback);
+        slot->callback = callback;
+        slot->hash = hash;
+        slot->accepted = accepted;
+        slot->required = required;
+        slot->flags = flags;
+        if (h->live == 0) {
+    #ifdef Py_GIL_DISABLED
+            h->since = _Py_atomic_add_int64(&lke_since_counter, 1) + 1;
+    #else
+            h->since = ++lke_since_counter;
+    #endif
+        }
+        h->count++;
+        h->live++;
+        /* At most half full (DUMMY entries included), so probes stay short;
+           else a bigger or cleaner one, or none for a small event again. */
+        if (h->index != NULL) {
+            if ((h->index_fill + 1u) * 2u <= h->index_mask + 1u)
+                lke_index_put(h, h->count - 1);
+            else
+                lke_index_rebuild(h);
+        } else if (h->live > LKE_SMALL) {
+            lke_index_rebuild(h);  /* the first index */
+        }
+        return 0;
+    }
+
+    /* Flags slot `pos` dead (it must be live). */
+    static void lke_kill(lke_handlers *h, int32_t pos) {
+        if (h->index != NULL)
+            lke_index_remove(h, pos);
+        h->slots[pos].flags |= LKE_DEAD;
+        h->live--;
+        h->dead++;
+    }
+
+    /* References a commit dropped, released after it (rule 4). */
+    typedef struct {
+        PyObject *small[4];
+        PyObject **items;
+        Py_ssize_t n, capacity;
+    } lke_release;
+
+    static CYTHON_INLINE void lke_release_init(lke_release *r) {
+        r->items = r->small;
+        r->n = 0;
+        r->capacity = 4;
+    }
+
+    /* Reserves room for `more` references; -1 (no exception set) if it can't. */
+    static int lke_release_reserve(lke_release *r, Py_ssize_t more) {
+        Py_ssize_t want = r->n + more;
+        PyObject **items;
+        if (want <= r->capacity)
+            return 0;
+        if (r->items == r->small) {
+            items = (PyObject **)PyMem_Malloc((size_t)want * sizeof(PyObject *));
+            if (items != NULL)
+                memcpy(items, r->small, (size_t)r->n * sizeof(PyObject *));
+        } else {
+            items = (PyObject **)PyMem_Realloc(r->items, (size_t)want * sizeof(PyObject *));
+        }
+        if (items == NULL)
+            return -1;
+        r->items = items;
+        r->capacity = want;
+        return 0;
+    }
+
+    /* Drops the references: Python code (finalizers) may run here. */
+    static void lke_release_all(lke_release *r) {
+        PyObject **items = r->items;
+        Py_ssize_t n = r->n;
+        r->items = r->small;
+        r->n = 0;
+        r->capacity = 4;
+        for (Py_ssize_t i = 0; i < n; i++)
+            Py_DECREF(items[i]);
+        if (items != r->small)
+            PyMem_Free(items);
+    }
+
+    /* A removed slot's callback: released now if no walk is in progress
+       (into `r`), else kept until the last walker compacts. */
+    static void lke_retire(lke_handlers *h, int32_t pos, lke_release *r) {
+        lke_slot *slot = &h->slots[pos];
+        if (h->walkers == 0 && slot->callback != NULL && lke_release_reserve(r, 1) == 0) {
+            r->items[r->n++] = slot->callback;
+            slot->callback = NULL;
+        } else if (slot->callback != NULL) {
+            h->unreleased++;
+        }
+    }
+
+    /* Drops dead slots (no walk may be in progress), releasing their
+       callbacks into `r`.  Leaves everything as it was if `r` can't grow. */
+    static void lke_compact(lke_handlers *h, lke_release *r) {
+        int32_t i, j = 0;
+        if (h->walkers != 0 || h->dead == 0)
+            return;
+        if (lke_release_reserve(r, h->unreleased) < 0)
+            return;
+        for (i = 0; i < h->count; i++) {
+            lke_slot *slot = &h->slots[i];
+            if (slot->flags & LKE_DEAD) {
+                if (slot->callback != NULL)
+                    r->items[r->n++] = slot->callback;
+                continue;
+            }
+            if (i != j)
+                h->slots[j] = *slot;
+            j++;
+        }
+        h->count = j;
+        h->dead = 0;
+        h->unreleased = 0;
+        h->layout++;
+        if (h->capacity > 8 && j < h->capacity / 4) {
+            int32_t capacity = h->capacity / 2;
+            lke_slot *slots = (lke_slot *)PyMem_Realloc(h->slots, (size_t)capacity * sizeof(lke_slot));
+            if (slots != NULL) {
+                h->slots = slots;
+                h->capacity = capacity;
+            }
+        } else if (j == 0) {
+            PyMem_Free(h->slots);
+            h->slots = NULL;
+            h->capacity = 0;
+        }
+        lke_index_rebuild(h);
+    }
+
+    /* After a removal: compact once the dead slots outnumber the live ones
+       (and a few), so scans and walks stay proportional to the live ones. */
+    static CYTHON_INLINE void lke_maybe_compact(lke_handlers *h, lke_release *r) {
+        if (h->walkers == 0 && h->dead >= LKE_SMALL && h->dead >= h->live)
+            lke_compact(h, r);
+    }
+
+    /* -- walks (emit, listeners) -- */
+
+    static CYTHON_INLINE void lke_begin_walk(lke_handlers *h) {
+        LKE_BEGIN_CRITICAL_SECTION(h);
+        h->walkers++;
+        LKE_END_CRITICAL_SECTION();
+    }
+
+    /* The last walker compacts (releasing what removals during the walks kept). */
+    static CYTHON_INLINE void lke_end_walk(lke_handlers *h, lke_release *r) {
+        LKE_BEGIN_CRITICAL_SECTION(h);
+        if (--h->walkers == 0 && (h->unreleased != 0 || h->dead >= LKE_SMALL))
+            lke_compact(h, r);
+        LKE_END_CRITICAL_SECTION();
+    }
+
+    /* Reads slot `i` for a walk: 0 to skip it (dead), 1 with `*out` filled.
+       Claims a once registration (rule 6) when `claim` is set.  On
+       free-threaded builds out->callback is a new reference. */
+    static CYTHON_INLINE int lke_take(lke_handlers *h, Py_ssize_t i, lke_slot *out, int claim) {
+        int result = 1;
+        LKE_BEGIN_CRITICAL_SECTION(h);
+        lke_slot *slot = &h->slots[i];
+        if (slot->flags & LKE_SPECIAL) {
+            if (slot->flags & LKE_DEAD)
+                result = 0;
+            else if (claim) {
+                lke_kill(h, (int32_t)i);
+                h->unreleased++;  /* kept for the call; released by the last walker */
+            }
+        }
+        if (result) {
+            *out = *slot;
+            LKE_FT_INCREF(out->callback);
+        }
+        LKE_END_CRITICAL_SECTION();
+        return result;
+    }
+    """
+    ctypedef struct lke_slot:
+        PyObject *callback
+        Py_hash_t hash
+        int32_t accepted
+        int32_t required
+        uint32_t flags
+    ctypedef struct lke_handlers:
+        lke_slot *slots
+        int32_t *index
+        uint32_t index_mask
+        int32_t count
+        int32_t live
+        int32_t dead
+        int32_t walkers
+        size_t layout
+        int64_t since
+    ctypedef struct lke_release:
+        PyObject **items
+        Py_ssize_t n
+    PyTypeObject lke_handlers_type
+    const uint32_t LKE_DEAD, LKE_ONCE, LKE_WRAPPER, LKE_METHOD, LKE_SPECIAL
+    const int32_t LKE_ALL
+    object lke_handlers_new()
+    uint32_t lke_home(lke_handlers *h, Py_hash_t hash) noexcept
+    int lke_append(lke_handlers *h, PyObject *callback, Py_hash_t hash,
+                   int32_t accepted, int32_t required, uint32_t flags) except -1
+    void lke_kill(lke_handlers *h, int32_t pos) noexcept
+    void lke_release_init(lke_release *r) noexcept
+    int lke_release_reserve(lke_release *r, Py_ssize_t more) noexcept
+    void lke_release_all(lke_release *r) noexcept
+    void lke_retire(lke_handlers *h, int32_t pos, lke_release *r) noexcept
+    void lke_compact(lke_handlers *h, lke_release *r) noexcept
+    void lke_maybe_compact(lke_handlers *h, lke_release *r) noexcept
+    void lke_begin_walk(lke_handlers *h) noexcept
+    void lke_end_walk(lke_handlers *h, lke_release *r) noexcept
+    int lke_take(lke_handlers *h, Py_ssize_t i, lke_slot *out, int claim) noexcept
+    void LKE_FT_DECREF(PyObject *o) noexcept
+
+PyType_Ready(&lke_handlers_type)
 
 
-cdef tuple _tuple_active(tuple entries, Py_ssize_t count):
-    # The `count` active registrations of entries, in order.
-    cdef Py_ssize_t i, k = 0
-    cdef tuple result = PyTuple_New(count)
-    cdef object item
-    for i in range(PyTuple_GET_SIZE(entries)):
-        item = <object>PyTuple_GET_ITEM(entries, i)
-        if (<Registration>item).active:
-            Py_INCREF(item)
-            PyTuple_SET_ITEM(result, k, item)
-            k += 1
-    return result
+
+# ---------------------------------------------------------------------------
+# Lookups: the "prepare" part of an operation, where __eq__ may run (rule 3).
 
 
-cdef inline void _replace_entries(dict handlers, object event, tuple entries) except *:
-    # Caller holds the registry lock.  Empty events are dropped so that
-    # event_names() lists only events with handlers.
-    if entries:
-        handlers[event] = entries
+cdef inline lke_handlers *_h(object handlers) noexcept:
+    return <lke_handlers *><PyObject *>handlers
+
+
+cdef inline object _key_of(lke_slot *slot):
+    # What off(callback) and dedupe compare: the wrapped callback of a wrapper.
+    if slot.flags & LKE_WRAPPER:
+        return (<OnceWrapper><object>slot.callback).callback
+    return <object>slot.callback
+
+
+cdef int _equal(object stored, object key) except -1:
+    # Dict-key equality (the stored key on the left, as dicts compare).  `held`
+    # keeps the stored key alive whatever __eq__ removes.
+    cdef object held = stored
+    return PyObject_RichCompareBool(<PyObject *>held, <PyObject *>key, Py_EQ)
+
+
+cdef inline Py_ssize_t _next_candidate(lke_handlers *h, Py_hash_t key_hash, Py_ssize_t *step) noexcept:
+    # The next slot position to look at for `key_hash`, or -1 when there is
+    # none left: along the probe chain when the event has an index, else the
+    # next slot.  Re-reads everything, so it may follow Python code (rule 3).
+    cdef Py_ssize_t pos
+    if h.index is NULL:
+        if step[0] >= h.count:
+            return -1
+        step[0] += 1
+        return step[0] - 1
+    while step[0] <= h.index_mask:
+        pos = h.index[(lke_home(h, key_hash) + step[0]) & h.index_mask]
+        step[0] += 1
+        if pos >= 0:
+            return pos
+        if pos == -1:  # LKE_EMPTY: the end of the chain
+            return -1
+    return -1
+
+
+cdef Py_ssize_t _find_on(object handlers, object key, Py_hash_t key_hash) except -2:
+    # The position of the live `on` registration of `key`, or -1.  When it
+    # returns -1, no Python code has run since it last checked (rule 3), so a
+    # commit may follow at once.
+    cdef lke_handlers *h = _h(handlers)
+    cdef size_t layout
+    cdef Py_ssize_t step, pos
+    cdef lke_slot *slot
+    cdef bint equal
+    while True:
+        layout = h.layout
+        step = 0
+        while True:
+            pos = _next_candidate(h, key_hash, &step)
+            if pos < 0:
+                return -1
+            slot = &h.slots[pos]
+            if slot.hash != key_hash or slot.flags & (LKE_DEAD | LKE_ONCE | LKE_WRAPPER):
+                continue
+            if slot.callback is <PyObject *>key:
+                return pos
+            equal = _equal(<object>slot.callback, key)
+            if h.layout != layout:
+                break  # slots moved: start over
+            if equal and not h.slots[pos].flags & LKE_DEAD:
+                return pos
+
+
+cdef Py_ssize_t _find_identity(object handlers, object wrapper, Py_hash_t key_hash) noexcept:
+    # The position of the live slot holding exactly `wrapper`, or -1 (no
+    # Python code runs).
+    cdef lke_handlers *h = _h(handlers)
+    cdef Py_ssize_t step = 0, pos
+    while True:
+        pos = _next_candidate(h, key_hash, &step)
+        if pos < 0:
+            return -1
+        if h.slots[pos].callback is <PyObject *>wrapper and not h.slots[pos].flags & LKE_DEAD:
+            return pos
+
+
+cdef extern from *:
+    """
+    /* Positions found by a lookup. */
+    typedef struct {
+        Py_ssize_t small[8];
+        Py_ssize_t *items;
+        Py_ssize_t n, capacity;
+    } lke_positions;
+
+    static CYTHON_INLINE void lke_positions_init(lke_positions *p) {
+        p->items = p->small;
+        p->n = 0;
+        p->capacity = 8;
+    }
+
+    static int lke_positions_add(lke_positions *p, Py_ssize_t pos) {
+        if (p->n == p->capacity) {
+            Py_ssize_t capacity = p->capacity * 2;
+            Py_ssize_t *items = (p->items == p->small)
+                ? (Py_ssize_t *)PyMem_Malloc((size_t)capacity * sizeof(Py_ssize_t))
+                : (Py_ssize_t *)PyMem_Realloc(p->items, (size_t)capacity * sizeof(Py_ssize_t));
+            if (items == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            if (p->items == p->small)
+                memcpy(items, p->small, sizeof(p->small));
+            p->items = items;
+            p->capacity = capacity;
+        }
+        p->items[p->n++] = pos;
+        return 0;
+    }
+
+    static CYTHON_INLINE void lke_positions_free(lke_positions *p) {
+        if (p->items != p->small)
+            PyMem_Free(p->items);
+        p->items = p->small;
+        p->n = 0;
+        p->capacity = 8;
+    }
+    """
+    ctypedef struct lke_positions:
+        Py_ssize_t *items
+        Py_ssize_t n
+    void lke_positions_init(lke_positions *p) noexcept
+    int lke_positions_add(lke_positions *p, Py_ssize_t pos) except -1
+    void lke_positions_free(lke_positions *p) noexcept
+
+
+cdef int _find_all(object handlers, object key, Py_hash_t key_hash, lke_positions *found) except -1:
+    # Every live registration of `key` (on, once, wrapper), into `found`.
+    # When it returns, no Python code has run since it last checked (rule 3);
+    # the commit skips any found slot that died since.
+    cdef lke_handlers *h = _h(handlers)
+    cdef size_t layout
+    cdef Py_ssize_t step, pos
+    cdef lke_slot *slot
+    cdef bint equal
+    while True:
+        layout = h.layout
+        step = 0
+        found.n = 0
+        while True:
+            pos = _next_candidate(h, key_hash, &step)
+            if pos < 0:
+                return 0
+            slot = &h.slots[pos]
+            if slot.hash != key_hash or slot.flags & LKE_DEAD:
+                continue
+            stored = _key_of(slot)
+            equal = stored is key or _equal(stored, key)
+            stored = None
+            if h.layout != layout:
+                break  # slots moved: start over
+            if equal:
+                lke_positions_add(found, pos)
+
+
+# ---------------------------------------------------------------------------
+# The registry operations.  Each: prepare (Python code may run), then commit
+# (C only), then release what the commit dropped.  Read the rules at the top.
+
+
+cdef int _checked_arity(Py_ssize_t accepted, Py_ssize_t required,
+                        int32_t *accepted_out, int32_t *required_out) except -1:
+    # Whatever computed them, values outside these ranges would make emit
+    # index past the argument array: refuse them (rule 7).
+    if accepted == ALL_ARGUMENTS:
+        accepted_out[0] = LKE_ALL
+    elif 0 <= accepted < LKE_ALL:
+        accepted_out[0] = <int32_t>accepted
     else:
-        handlers.pop(event, None)
+        raise ValueError(f"invalid number of accepted arguments: {accepted}")
+    if not 0 <= required <= (accepted if accepted >= 0 else LKE_ALL - 1):
+        raise ValueError(f"invalid number of required arguments: {required}")
+    required_out[0] = <int32_t>required
+    return 0
 
 
+cdef inline uint32_t _method_flag(object callback) noexcept:
+    return LKE_METHOD if Py_TYPE_ptr(<PyObject *>callback) is &PyMethod_Type else 0
+
+
+cdef object _handlers_of(EmitterCore self, object event, bint create):
+    # The Handlers of `event` (a new reference), or None.  Python code may run
+    # (the event's __hash__ and __eq__, an allocation).
+    cdef object handlers = lke_dict_get(<PyObject *>self.registry, event, None)
+    if handlers is None:
+        if not create:
+            return None
+        handlers = self.registry.setdefault(event, lke_handlers_new())
+    if Py_TYPE_ptr(<PyObject *>handlers) is not &lke_handlers_type:
+        raise SystemError("livekit_events: a registry entry is not a Handlers object")
+    return handlers
+
+
+cdef int _register(EmitterCore self, object event, object callback, Py_hash_t key_hash,
+                   Py_ssize_t accepted, Py_ssize_t required, uint32_t flags) except -1:
+    cdef int32_t accepted32, required32
+    _checked_arity(accepted, required, &accepted32, &required32)
+    handlers = _handlers_of(self, event, True)
+    with cython.critical_section(handlers):
+        if flags & LKE_WRAPPER:
+            if _find_identity(handlers, callback, key_hash) >= 0:
+                return 0  # this very wrapper is registered already
+        elif not flags & LKE_ONCE:
+            if _find_on(handlers, callback, key_hash) >= 0:
+                return 0  # already registered: keeps its first position
+        # Commit: no Python code from here.
+        lke_append(_h(handlers), <PyObject *>callback, key_hash, accepted32, required32, flags)
+    return 0
+
+
+cdef int _remove(object handlers, object callback, Py_hash_t key_hash, bint wrapper) except -1:
+    cdef lke_handlers *h = _h(handlers)
+    cdef lke_positions found
+    cdef lke_release release
+    cdef Py_ssize_t k, pos
+    lke_positions_init(&found)
+    lke_release_init(&release)
+    try:
+        with cython.critical_section(handlers):
+            if wrapper:  # a wrapper removing itself: that registration only
+                pos = _find_identity(handlers, callback, key_hash)
+                if pos >= 0:
+                    lke_positions_add(&found, pos)
+            else:
+                _find_all(handlers, callback, key_hash, &found)
+            # Commit: no Python code from here.
+            for k in range(found.n):
+                pos = found.items[k]
+                if not h.slots[pos].flags & LKE_DEAD:  # not removed meanwhile
+                    lke_kill(h, <int32_t>pos)
+                    lke_retire(h, <int32_t>pos, &release)
+            if found.n:
+                lke_maybe_compact(h, &release)
+    finally:
+        lke_positions_free(&found)
+        lke_release_all(&release)
+    return 0
+
+
+cdef int _clear(object handlers) except -1:
+    cdef lke_handlers *h = _h(handlers)
+    cdef lke_release release
+    cdef Py_ssize_t i
+    lke_release_init(&release)
+    try:
+        with cython.critical_section(handlers):
+            lke_release_reserve(&release, h.live)
+            for i in range(h.count):
+                if not h.slots[i].flags & LKE_DEAD:
+                    lke_kill(h, <int32_t>i)
+                    lke_retire(h, <int32_t>i, &release)
+            lke_compact(h, &release)
+    finally:
+        lke_release_all(&release)
+    return 0
+
+
+cdef list _walk(object handlers, bint unwrap):
+    # The live callbacks in call order (unwrapped: as the user registered
+    # them).  A walk: nothing moves while the list is built (rule 5).
+    cdef lke_handlers *h = _h(handlers)
+    cdef lke_slot slot
+    cdef lke_release release
+    cdef Py_ssize_t i, n
+    cdef list result = []
+    lke_release_init(&release)
+    lke_begin_walk(h)
+    try:
+        n = h.count
+        for i in range(n):
+            if lke_take(h, i, &slot, 0):
+                try:
+                    result.append(_key_of(&slot) if unwrap else <object>slot.callback)
+                finally:
+                    LKE_FT_DECREF(slot.callback)
+    finally:
+        lke_end_walk(h, &release)
+        lke_release_all(&release)
+    return result
+
+
+cdef list _in_order(EmitterCore self):
+    # (event, handlers) pairs, in the order the events last got a first handler.
+    items = list(self.registry.items())
+    items.sort(key=_since)
+    return items
+
+
+def _since(item):
+    return _h(item[1]).since
+
+
+# ---------------------------------------------------------------------------
+# once's wrapper, for subclasses that override on or off.
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class OnceWrapper:
+    """What ``once`` registers through ``self.on`` when a subclass overrides
+    ``on`` or ``off``: a callable that calls the callback at most once.
+
+    Its signature is the callback's (``__wrapped__``).  The first call claims
+    it, removes it with ``emitter.off(event, wrapper)`` (the subclass's ``off``
+    sees livekit's sequence) and calls the callback with the leading arguments
+    it accepts; later calls (a nested emit, another thread, an emitter that
+    doesn't remove it) do nothing.  ``off(event, callback)`` on the emitter
+    also removes it.
+    """
+
+    cdef readonly object emitter
+    cdef readonly object event
+    cdef object callback
+    cdef Py_hash_t key_hash  # the callback's hash: its key in the registry
+    cdef Py_hash_t own_hash
+    cdef int32_t accepted, required
+    cdef bint claimed
+
+    @property
+    def __wrapped__(self):
+        return self.callback
+
+    def __call__(self, *args, **kwargs):
+        with cython.critical_section(self):  # the claim: test-and-set
+            if self.claimed or self.emitter is None:
+                return None
+            self.claimed = True
+        self.emitter.off(self.event, self)
+        if self.accepted < PyTuple_GET_SIZE(args):
+            args = args[:self.accepted]
+        self.callback(*args, **kwargs)
+
+    def __hash__(self):
+        return self.own_hash
+
+    def __repr__(self):
+        return f"<once wrapper of {self.callback!r}>"
+
+    def __reduce__(self):
+        return (_rebuild_once_wrapper, (self.emitter, self.event, self.callback, self.claimed))
+
+
+cdef OnceWrapper _make_wrapper(object emitter, object event, object callback,
+                               Py_ssize_t accepted, Py_ssize_t required):
+    cdef OnceWrapper wrapper = OnceWrapper.__new__(OnceWrapper)
+    cdef int32_t accepted32, required32
+    _checked_arity(accepted, required, &accepted32, &required32)
+    wrapper.key_hash = hash(callback)
+    wrapper.own_hash = hash((_ONCE_SALT, wrapper.key_hash))
+    wrapper.emitter = emitter
+    wrapper.event = event
+    wrapper.callback = callback
+    wrapper.accepted = accepted32
+    wrapper.required = required32
+    return wrapper
+
+
+_ONCE_SALT = "livekit_events.once"  # the pure twin's wrappers hash the same
+
+
+def _rebuild_once_wrapper(emitter, event, callback, claimed):
+    cdef Py_ssize_t accepted, required
+    _describe(callback, &accepted, &required)
+    wrapper = _make_wrapper(emitter, event, callback, accepted, required)
+    wrapper.claimed = claimed
+    return wrapper
+
+
+# ---------------------------------------------------------------------------
+# The emitter.
+
+
+@cython.auto_pickle(False)
 cdef class EmitterCore:
-    """Registration storage and ``emit``; the public class adds the API."""
+    """Registration storage and ``emit``; the public class adds the typing."""
 
-    # event -> non-empty tuple of Registration, in call order.  Replaced, never
-    # mutated (copy-on-write), so emit iterates a snapshot for free.
-    cdef dict _handlers
+    # event -> Handlers.  A C field: no name a subclass could collide with.
+    cdef dict registry
 
     def __cinit__(self, *args, **kwargs):
-        self._handlers = {}
+        self.registry = {}
 
     def __init__(self):
-        if self._handlers:
+        if self.registry:
             self.remove_all_listeners()
 
     # emit(event, *args) is the C function _emit below, installed on this
     # class as a METH_FASTCALL method descriptor.
 
-    cdef int _handler_failed(self, object event) except -1:
-        # A handler call returned NULL.  Exceptions are logged and swallowed;
-        # other BaseExceptions stay set and propagate out of emit.
-        if not PyErr_ExceptionMatches(PyExc_Exception):
-            return -1
-        log_handler_failure(event, lke_fetch_exception())
-        return 0
-
-    cdef bint _claim_once(self, object event, Registration registration) except -1:
-        # Test-and-clear under the registry lock, where every write to `active`
-        # happens: without the GIL (free-threaded CPython) two threads that
-        # both saw `active` set before calling here cannot both claim it.
-        # Nested emits on this thread re-enter the lock and see it cleared.
-        _lock()
-        try:
-            if not registration.active:
-                return False
-            registration.active = False
-            entries = self._handlers.get(event)
-            if entries is not None:
-                _replace_entries(
-                    self._handlers, event,
-                    tuple([r for r in <tuple>entries if r is not registration]))
-        finally:
-            _unlock()
-        return True
-
-    def _on(self, event, callback):
-        # on(event, callback) after the shim: check the event, read the
-        # callback's arity (or unwrap once's request), register; return callback.
+    @cython.binding(False)
+    def on(self, event, callback=None):
+        """Call ``callback`` every time ``event`` is emitted; return it."""
         cdef Py_ssize_t accepted, required
+        cdef OnceWrapper wrapper
+        if callback is None:
+            return registration_decorator(self, "on", event)
         hash(event)
-        if type(callback) is _OnceRequest:
-            self._insert(event, _new_registration(
-                callback.__wrapped__, callback.accepted, callback.required, True))
+        if type(callback) is OnceWrapper:  # once's wrapper, back from a subclass's on
+            wrapper = <OnceWrapper>callback
+            if wrapper.emitter is None:
+                raise TypeError("this OnceWrapper was not made by once()")
+            _register(self, event, callback, wrapper.key_hash, wrapper.accepted,
+                      wrapper.required, LKE_WRAPPER)
         else:
             _describe(callback, &accepted, &required)
-            self._insert(event, _new_registration(callback, accepted, required, False))
+            _register(self, event, callback, hash(callback), accepted, required,
+                      _method_flag(callback))
         return callback
 
-    def _describe(self, callback):
+    @cython.binding(False)
+    def once(self, event, callback=None):
+        """Call ``callback`` the next time ``event`` is emitted only; return it."""
         cdef Py_ssize_t accepted, required
+        if callback is None:
+            return registration_decorator(self, "once", event)
+        hash(event)
         _describe(callback, &accepted, &required)
-        return accepted, required
+        if _plain_on_off(self):
+            _register(self, event, callback, hash(callback), accepted, required,
+                      LKE_ONCE | _method_flag(callback))
+        else:
+            self.on(event, _make_wrapper(self, event, callback, accepted, required))
+        return callback
 
-    def _add(self, event, callback, Py_ssize_t accepted, Py_ssize_t required, bint once):
-        self._insert(event, _new_registration(callback, accepted, required, once))
-
-    cdef int _insert(self, object event, Registration registration) except -1:
-        cdef Registration existing
-        cdef object callback = registration.callback
-        cdef tuple entries
-        cdef Py_ssize_t i, n
-        _lock()
-        try:
-            entries = <tuple>self._handlers.get(event)
-            if entries is None:
-                self._handlers[event] = (registration,)
-                return 0
-            n = PyTuple_GET_SIZE(entries)
-            if not registration.once:
-                for i in range(n):
-                    # Borrowed: `entries` holds them, whatever == does.
-                    existing = <Registration>PyTuple_GET_ITEM(entries, i)
-                    if not existing.once and existing.matches(callback, registration.hash):
-                        return 0  # already registered: keeps its first position
-            self._handlers[event] = _tuple_append(entries, registration)
-        finally:
-            _unlock()
-        return 0
-
+    @cython.binding(False)
     def off(self, event, callback):
         """Remove every registration of ``callback`` for ``event`` (``on`` and
         pending ``once`` ones).  Unknown events or callbacks are ignored."""
-        self._remove_callback(event, callback)
+        handlers = _handlers_of(self, event, False)
+        if handlers is None:
+            return
+        if type(callback) is OnceWrapper:  # a wrapper removes only itself
+            _remove(handlers, callback, (<OnceWrapper>callback).key_hash, True)
+        else:
+            _remove(handlers, callback, hash(callback), False)
 
-    cdef int _remove_callback(self, object event, object callback) except -1:
-        cdef Registration registration
-        cdef Py_hash_t callback_hash
-        cdef tuple entries
-        cdef Py_ssize_t i, n, matched = 0, kept = 0
-        # Every match is found before any is touched (== may raise): one mark
-        # per entry, on the stack for up to 64 entries.
-        cdef unsigned char small[64]
-        cdef unsigned char *marks = small
-        _lock()
-        try:
-            entries = <tuple>self._handlers.get(event)
-            if entries is None:
-                return 0
-            callback_hash = hash(callback)
-            n = PyTuple_GET_SIZE(entries)
-            if n > 64:
-                marks = <unsigned char *>PyMem_Malloc(n)
-                if marks is NULL:
-                    raise MemoryError()
-            for i in range(n):
-                marks[i] = (<Registration>PyTuple_GET_ITEM(entries, i)).matches(
-                    callback, callback_hash)
-                matched += marks[i]
-            if not matched:
-                return 0
-            for i in range(n):
-                registration = <Registration>PyTuple_GET_ITEM(entries, i)
-                if marks[i]:
-                    registration.active = False
-                elif registration.active:  # == may have removed others meanwhile
-                    kept += 1
-            _replace_entries(self._handlers, event, _tuple_active(entries, kept))
-        finally:
-            if marks is not small:
-                PyMem_Free(marks)
-            _unlock()
-        return 0
-
+    @cython.binding(False)
     def remove_all_listeners(self, event=None):
         """Remove every handler of ``event``, or of every event if it is None."""
-        cdef Registration registration
-        _lock()
-        try:
-            if event is None:
-                dropped = list(self._handlers.values())
-                self._handlers.clear()
-            else:
-                entries = self._handlers.pop(event, None)
-                dropped = [entries] if entries is not None else []
-            for entries in dropped:
-                for registration in <tuple>entries:
-                    registration.active = False
-        finally:
-            _unlock()
+        if event is None:
+            for handlers in list(self.registry.values()):
+                _clear(handlers)
+            return
+        handlers = _handlers_of(self, event, False)
+        if handlers is not None:
+            _clear(handlers)
 
+    @cython.binding(False)
     def listeners(self, event):
         """The callbacks of ``event`` as registered, in call order."""
-        entries = lke_dict_get(<PyObject *>self._handlers, event, ())
-        return [(<Registration>r).callback for r in <tuple>entries if (<Registration>r).active]
+        handlers = _handlers_of(self, event, False)
+        return [] if handlers is None else _walk(handlers, True)
 
+    @cython.binding(False)
     def listener_count(self, event):
         """How many registrations ``event`` has (each pending ``once`` counts)."""
-        cdef Py_ssize_t n = 0
-        for r in <tuple>lke_dict_get(<PyObject *>self._handlers, event, ()):
-            if (<Registration>r).active:
-                n += 1
-        return n
+        handlers = _handlers_of(self, event, False)
+        return 0 if handlers is None else _h(handlers).live
 
+    @cython.binding(False)
     def event_names(self):
-        """The events that have at least one handler, in first-registration order."""
-        return [e for e, entries in list(self._handlers.items())
-                if any([(<Registration>r).active for r in <tuple>entries])]
+        """The events that have at least one handler, in the order they got
+        their first one (since they last had none), as Node's emitters list them."""
+        return [event for event, handlers in _in_order(self) if _h(handlers).live]
 
     @property
     def _events(self):
         """livekit compatibility: a fresh ``{event: [callbacks]}`` mapping."""
         return {
-            e: [(<Registration>r).callback for r in <tuple>entries if (<Registration>r).active]
-            for e, entries in list(self._handlers.items())
+            event: _walk(handlers, True)
+            for event, handlers in _in_order(self)
+            if _h(handlers).live
         }
+
+    @cython.binding(False)
+    def __copy__(self):
+        return copy_emitter(self, None, _functools.partial(_copy_registrations, self))
+
+    @cython.binding(False)
+    def __deepcopy__(self, memo):
+        return copy_emitter(self, memo, _functools.partial(_copy_registrations, self))
+
+    @cython.binding(False)
+    def __reduce_ex__(self, protocol):
+        return reduce_emitter(self, export_registrations(self), restore_emitter)
+
+
+# once needs no wrapper when self.on and self.off are these very methods.
+cdef PyMethodDef *_ON_DEF = NULL
+cdef PyMethodDef *_OFF_DEF = NULL
+for _name in ("on", "off"):
+    if type(EmitterCore.__dict__[_name]) is not _types.MethodDescriptorType:
+        raise ImportError(f"EmitterCore.{_name} must be a method descriptor (binding=False)")
+_ON_DEF = (<PyMethodDescrObject *><PyObject *>EmitterCore.__dict__["on"]).d_method
+_OFF_DEF = (<PyMethodDescrObject *><PyObject *>EmitterCore.__dict__["off"]).d_method
+
+
+cdef inline bint _is_core_method(object bound, object self, PyMethodDef *definition):
+    return (PyCFunction_Check(bound)
+            and (<PyCFunctionObject *><PyObject *>bound).m_ml == definition
+            and (<PyCFunctionObject *><PyObject *>bound).m_self == <PyObject *>self)
+
+
+cdef bint _plain_on_off(object self) except -1:
+    # Whether self.on and self.off are the core's own (not overridden by a
+    # subclass or on the instance): then once needs no wrapper.
+    return (_is_core_method(getattr(self, "on"), self, _ON_DEF)
+            and _is_core_method(getattr(self, "off"), self, _OFF_DEF))
+
+
+# ---------------------------------------------------------------------------
+# copy and pickle (see _common).
+
+
+def export_registrations(EmitterCore emitter not None):
+    """``[(event, once, callback), ...]``: every live registration, in order."""
+    result = []
+    for event, handlers in _in_order(emitter):
+        for callback, registered in zip(_walk(handlers, False), _walk(handlers, True)):
+            result.append((event, type(callback) is OnceWrapper, registered))
+    return result
+
+
+def import_registrations(EmitterCore emitter not None, registrations):
+    """Register ``[(event, once, callback), ...]`` in the emitter's registry,
+    without going through a subclass's ``on`` (it restores, not registers)."""
+    cdef Py_ssize_t accepted, required
+    cdef OnceWrapper wrapper
+    plain = _plain_on_off(emitter)
+    for event, once, callback in registrations:
+        if not once:
+            EmitterCore.on(emitter, event, callback)
+            continue
+        hash(event)
+        _describe(callback, &accepted, &required)
+        if plain:
+            _register(emitter, event, callback, hash(callback), accepted, required,
+                      LKE_ONCE | _method_flag(callback))
+        else:
+            wrapper = _make_wrapper(emitter, event, callback, accepted, required)
+            _register(emitter, event, wrapper, wrapper.key_hash, accepted, required, LKE_WRAPPER)
+
+
+def _copy_registrations(source, target, memo):
+    registrations = export_registrations(source)
+    if memo is not None:
+        registrations = _copy.deepcopy(registrations, memo)
+    import_registrations(target, registrations)
+
+
+def restore_emitter(emitter, state):
+    """The state setter of ``__reduce_ex__``: instance state, then registrations."""
+    instance, registrations = state
+    restore_instance_state(emitter, instance)
+    import_registrations(emitter, registrations)
 
 
 # ---------------------------------------------------------------------------
@@ -760,53 +1415,70 @@ cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject 
     # The event and the arguments are borrowed from the caller's array, which
     # outlives this call.
     cdef PyObject *event = args[0]
-    # A strong reference: keeps every Registration, and so every callback,
-    # alive while handlers run, whatever they change.
-    cdef object entries = lke_dict_get(<PyObject *>self._handlers, <object>event, None)
-    if entries is None:
+    cdef object handlers = lke_dict_get(<PyObject *>self.registry, <object>event, None)
+    if handlers is None:
+        return None
+    if Py_TYPE_ptr(<PyObject *>handlers) is not &lke_handlers_type:
+        raise SystemError("livekit_events: a registry entry is not a Handlers object")
+    cdef lke_handlers *h = <lke_handlers *><PyObject *>handlers
+    # The walk covers the slots that exist now (rule 5).
+    cdef Py_ssize_t count = h.count
+    if count == 0:
         return None
     cdef PyObject **argv = &args[1]
     cdef Py_ssize_t given = nargs - 1
-    cdef Py_ssize_t count = PyTuple_GET_SIZE(entries)
     cdef Py_ssize_t i, passed
     # Bound-method handlers get the arguments copied here, with a spare slot
     # in front so that they prepend self in place (PY_VECTORCALL_ARGUMENTS_OFFSET):
     # the caller's array must not be written to.  Copied at most once per emit.
     cdef PyObject *stack[STACK_ARGS + 1]
     cdef PyObject **offset_argv = NULL
-    cdef PyObject *item
-    cdef PyObject *callback
     cdef PyObject *result
-
-    for i in range(count):
-        # Borrowed: `entries` keeps the registration alive, and it its callback.
-        item = PyTuple_GET_ITEM(entries, i)
-        if not (<Registration>item).active:
-            continue  # removed while this emit runs
-        if (<Registration>item).once and not self._claim_once(<object>event, <Registration>item):
-            continue
-        if given < (<Registration>item).required:
-            raise arity_error(<object>event, (<Registration>item).callback,
-                              (<Registration>item).required, given)
-        passed = (<Registration>item).accepted
-        if passed > given:
-            passed = given
-        callback = <PyObject *>(<Registration>item).callback
-        if Py_TYPE_ptr(callback) is not &PyMethod_Type or given > STACK_ARGS:
-            result = lke_vectorcall(callback, argv, <size_t>passed)
-        else:
-            if offset_argv is NULL:
-                memcpy(&stack[1], argv, given * sizeof(PyObject *))
-                offset_argv = &stack[1]
-            result = lke_vectorcall(
-                callback, offset_argv, <size_t>passed | PY_VECTORCALL_ARGUMENTS_OFFSET)
-        # Checking the result instead of a try/except per handler keeps
-        # isolation free when nothing fails.
-        if result is NULL:
-            self._handler_failed(<object>event)
-        else:
-            Py_DECREF_ptr(result)
+    cdef lke_slot slot
+    cdef lke_release release
+    lke_begin_walk(h)
+    try:
+        for i in range(count):
+            # A copy of the slot; a once registration is claimed here (rule 6).
+            # The walk keeps the callback alive (rule 5), whatever the call does.
+            if not lke_take(h, i, &slot, 1):
+                continue  # removed while this emit runs
+            if given < slot.required:
+                try:
+                    raise arity_error(<object>event, _key_of(&slot), slot.required, given)
+                finally:
+                    LKE_FT_DECREF(slot.callback)
+            passed = slot.accepted if slot.accepted < given else given
+            if not (slot.flags & LKE_METHOD) or given > STACK_ARGS:
+                result = lke_vectorcall(slot.callback, argv, <size_t>passed)
+            else:
+                if offset_argv is NULL:
+                    memcpy(&stack[1], argv, given * sizeof(PyObject *))
+                    offset_argv = &stack[1]
+                result = lke_vectorcall(
+                    slot.callback, offset_argv, <size_t>passed | PY_VECTORCALL_ARGUMENTS_OFFSET)
+            LKE_FT_DECREF(slot.callback)
+            # Checking the result instead of a try/except per handler keeps
+            # isolation free when nothing fails.
+            if result is NULL:
+                _handler_failed(<object>event)  # raises (keeps) a BaseException
+            else:
+                Py_DECREF_ptr(result)
+    finally:
+        # The last walker compacts; what it drops is released after (rule 4).
+        lke_release_init(&release)
+        lke_end_walk(h, &release)
+        lke_release_all(&release)
     return None
+
+
+cdef int _handler_failed(object event) except -1:
+    # A handler call returned NULL.  Exceptions are logged and swallowed;
+    # other BaseExceptions stay set (return -1) and propagate out of emit.
+    if not PyErr_ExceptionMatches(PyExc_Exception):
+        return -1
+    log_handler_failure(event, lke_fetch_exception())
+    return 0
 
 
 cdef object _emit_unusual(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):

@@ -1,33 +1,67 @@
 """Pure-Python twin of ``_core_c.pyx``: the same names, the same behaviour.
 
 Used when the extension was not built or ``LIVEKIT_EVENTS_NO_EXTENSIONS`` is
-set.  Keep the two files in step: every test runs against both.
+set.  Every test runs against both.
 
-Data model (shared with the compiled core): ``_handlers`` maps an event to a
-non-empty tuple of ``Registration`` objects in call order.  Changes replace
-the tuple (copy-on-write) under ``registry_lock``, so ``emit`` iterates a
-snapshot without copying.  A removed registration is also marked inactive, so
-an emit already walking an older tuple skips it (immediate removal).
+The registry.  Each event has a ``_Handlers`` whose dict ``registrations``
+holds every live registration in call order (dicts keep insertion order).
+Its keys make plain dict lookups do the matching:
+
+* an ``on`` registration is keyed by the callback itself, so
+  ``setdefault(callback, ...)`` is the dedupe (dict-key equality; the first
+  position is kept) and ``pop(callback)`` removes it;
+* a ``once`` registration is keyed by a ``_OnceKey`` of its own, equal only
+  to itself and to a ``_Probe`` of an equal callback: ``on`` never dedupes
+  against it, and ``off(callback)`` pops each pending one with
+  ``pop(_Probe(callback))``;
+* once's wrapper for subclasses (``OnceWrapper``) is its own key, and is
+  matched by a probe like a ``_OnceKey``.
+
+So every operation is O(1) and needs no lock.  It must not take one: pure
+Python can't stop a GC finalizer, a weakref callback or another thread from
+running between any two bytecodes, and a lock held across them can deadlock
+(a finalizer may wait for an application lock held by a thread that waits for
+ours).  Instead, every change to the registry is one dict operation
+(``setdefault``, ``pop``, ``popitem``), atomic with the GIL and under free
+threading (dicts lock themselves), and each state between two of them is a
+whole registry.  Code that runs in between sees a consistent registry and may
+change it; no operation writes back something it read before.
+
+* Removal is immediate: whoever pops a registration clears its ``active``
+  flag, which an emit already walking a snapshot checks.  Popping is also the
+  claim of a once registration: it fires only for the emit that popped it.
+* ``emit`` walks a snapshot: a tuple of the registrations cached on the
+  ``_Handlers`` with the ``version`` token it was built under, rebuilt by the
+  first emit after a change.  Every change stores a new token after changing
+  the dict, so a tuple built before a change never passes for current.
+
+The compiled core keeps the same contract with C structures (its rules are at
+the top of _core_c.pyx).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
+import itertools
 import keyword
 import sys
 import types
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, SupportsIndex, Tuple
 
 from ._common import (
     ALL_ARGUMENTS,
-    OnceRequest,
     arity_error,
+    copy_emitter,
     log_handler_failure,
-    registry_lock,
+    reduce_emitter,
+    registration_decorator,
+    restore_instance_state,
 )
 from ._common import describe_callback as _describe_slow
 
-__all__ = ("EmitterCore", "Registration", "describe_callback")
+__all__ = ("EmitterCore", "OnceWrapper", "describe_callback")
 
 
 # -- reading a callback's arity ------------------------------------------------------
@@ -111,183 +145,381 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
     return (ALL_ARGUMENTS if flags & _CO_VARARGS else argcount - bound), required
 
 
+# -- the registry ----------------------------------------------------------------------
+
+
+class OnceWrapper:
+    """What ``once`` registers through ``self.on`` when a subclass overrides
+    ``on`` or ``off``: a callable that calls the callback at most once.
+
+    Its signature is the callback's (``__wrapped__``).  The first call claims
+    it, removes it with ``emitter.off(event, wrapper)`` (the subclass's ``off``
+    sees livekit's sequence) and calls the callback with the leading arguments
+    it accepts; later calls (a nested emit, another thread, an emitter that
+    doesn't remove it) do nothing.  ``off(event, callback)`` on the emitter
+    also removes it.
+    """
+
+    __slots__ = ("__wrapped__", "emitter", "event", "limit", "required", "_hash", "_unclaimed")
+
+    def __init__(
+        self, emitter: Any, event: Any, callback: Any, limit: Optional[int], required: int
+    ) -> None:
+        self.__wrapped__ = callback
+        self.emitter = emitter
+        self.event = event
+        self.limit = limit
+        self.required = required
+        self._hash = _once_hash(callback)
+        self._unclaimed = [True]  # list.pop is the claim: atomic, succeeds once
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            self._unclaimed.pop()
+        except (IndexError, AttributeError):  # claimed already (or never made)
+            return
+        self.emitter.off(self.event, self)
+        self.__wrapped__(*args[: self.limit], **kwargs)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return other is self or (type(other) is _Probe and other.matches(self.__wrapped__))
+
+    def __repr__(self) -> str:
+        return f"<once wrapper of {getattr(self, '__wrapped__', None)!r}>"
+
+
+# Once registrations hash like their callback combined with this salt: not
+# like the callback itself, so that the callback's own `on` registration (same
+# hash) is never compared with them, and a user __eq__ never sees our keys.
+_ONCE_SALT = "livekit_events.once"
+
+
+def _once_hash(callback: Any) -> int:
+    return hash((_ONCE_SALT, hash(callback)))
+
+
+class _OnceHashed:
+    """Hashes like the salted hash of ``callback``."""
+
+    __slots__ = ("callback", "hash")
+
+    def __init__(self, callback: Any) -> None:
+        self.callback = callback
+        self.hash = _once_hash(callback)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+
+class _OnceKey(_OnceHashed):
+    """The dict key of one ``once`` registration: equal only to itself and to
+    a ``_Probe`` of an equal callback."""
+
+    __slots__ = ()
+    __hash__ = _OnceHashed.__hash__  # (defining __eq__ would unset it)
+
+    def __eq__(self, other: object) -> bool:
+        return other is self or (type(other) is _Probe and other.matches(self.callback))
+
+
+class _Probe(_OnceHashed):
+    """Looks up the once registrations of ``callback`` (see ``off``)."""
+
+    __slots__ = ()
+    __hash__ = _OnceHashed.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        # Reached only from a stored key whose own __eq__ didn't answer.
+        return other is self
+
+    def matches(self, callback: Any) -> bool:
+        # Dict-key equality, the stored callback on the left as dicts compare.
+        return callback is self.callback or bool(callback == self.callback)
+
+
 class Registration:
     """One ``on`` or ``once`` registration of a callback for an event."""
 
-    __slots__ = ("callback", "limit", "required", "hash", "once", "active")
+    __slots__ = ("callback", "key", "limit", "required", "once", "active")
 
-    def __init__(self, callback: Any, accepted: int, required: int, once: bool) -> None:
+    def __init__(
+        self, callback: Any, key: Any, limit: Optional[int], required: int, once: bool
+    ) -> None:
         self.callback = callback
-        # A slice bound: args[:None] is args itself, without a copy.
-        self.limit: Optional[int] = None if accepted == ALL_ARGUMENTS else accepted
+        self.key = key  # its key in _Handlers.registrations
+        self.limit = limit  # a slice bound: args[:None] is every argument
         self.required = required
-        self.hash = hash(callback)
-        self.once = once
-        self.active = True
+        self.once = once  # claimed by emit (a OnceWrapper claims itself)
+        self.active = True  # cleared by whoever pops it
 
-    def matches(self, callback: Any, callback_hash: int) -> bool:
-        # Dict-key equality: same hash, then identity or ==.
-        return self.hash == callback_hash and (
-            self.callback is callback or self.callback == callback
-        )
+    def listed(self) -> Any:
+        """The callable as the user registered it."""
+        callback = self.callback
+        return callback.__wrapped__ if type(callback) is OnceWrapper else callback
 
 
-# registry_lock's methods, looked up once (cheaper than `with` per call).
-_lock_acquire = registry_lock.acquire
-_lock_release = registry_lock.release
+_NO_SNAPSHOT: Tuple[object, Tuple[Registration, ...]] = (None, ())
+_first_handler_order = itertools.count(1)  # next() is atomic
 
 
-def _replace_entries(
-    handlers: Dict[Any, Tuple[Registration, ...]],
-    event: Any,
-    entries: Tuple[Registration, ...],
-) -> None:
-    # Caller holds registry_lock.  Empty events are dropped so that
-    # event_names() lists only events with handlers.
-    if entries:
-        handlers[event] = entries
-    else:
-        handlers.pop(event, None)
+class _Handlers:
+    """The registrations of one event (see the module docstring)."""
+
+    __slots__ = ("registrations", "version", "snapshot", "since")
+
+    def __init__(self) -> None:
+        self.since = 0  # when it last got a handler while it had none
+        self.registrations: Dict[Any, Registration] = {}
+        self.version = object()  # replaced after every change
+        self.snapshot: Tuple[object, Tuple[Registration, ...]] = _NO_SNAPSHOT
+
+    def current(self) -> Tuple[Registration, ...]:
+        """The registrations in call order, as a tuple (cached)."""
+        snapshot = self.snapshot
+        if snapshot[0] is self.version:
+            return snapshot[1]
+        version = self.version  # read before the dict: a later change makes it stale
+        while True:
+            try:
+                entries = tuple(self.registrations.values())
+                break
+            except RuntimeError:  # changed size while copied (free-threaded CPython)
+                continue
+        self.snapshot = (version, entries)
+        return entries
+
+    def add(self, registration: Registration) -> bool:
+        registrations = self.registrations
+        if registrations.setdefault(registration.key, registration) is not registration:
+            return False  # already registered: keeps its first position
+        self.version = object()
+        if len(registrations) == 1:
+            self.since = next(_first_handler_order)  # event_names() order
+        return True
+
+    def pop(self, key: Any) -> Optional[Registration]:
+        registration = self.registrations.pop(key, None)
+        if registration is not None:
+            registration.active = False
+            self.version = object()
+            self.snapshot = _NO_SNAPSHOT  # let go of the removed callback now
+        return registration
+
+
+def _plain_on_off(emitter: Any) -> bool:
+    # Whether `self.on` and `self.off` are this core's own (not overridden by a
+    # subclass or on the instance): then once needs no wrapper.
+    on, off = emitter.on, emitter.off
+    return (
+        type(on) is types.MethodType
+        and on.__func__ is _CORE_ON
+        and type(off) is types.MethodType
+        and off.__func__ is _CORE_OFF
+    )
 
 
 class EmitterCore:
-    """Registration storage and ``emit``; the public class adds the API."""
+    """Registration storage and ``emit``; the public class adds the typing."""
 
-    __slots__ = ("_handlers",)
-
-    _handlers: Dict[Any, Tuple[Registration, ...]]
+    # The registry (event -> _Handlers).  A dunder, so that no name a subclass
+    # may use for its own state collides with it (SPEC §2).
+    __slots__ = ("__livekit_events__",)
+    __livekit_events__: Dict[Any, _Handlers]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "EmitterCore":
         self = object.__new__(cls)
-        self._handlers = {}
+        self.__livekit_events__ = {}
         return self
 
     def __init__(self) -> None:
-        if self._handlers:
+        if self.__livekit_events__:
             self.remove_all_listeners()
 
     def emit(self, event: Any, *args: Any) -> None:
         """Call every handler of ``event`` with the leading ``args`` it accepts."""
-        entries = self._handlers.get(event)
-        if entries is None:
+        handlers = self.__livekit_events__.get(event)
+        if handlers is None:
             return
+        snapshot = handlers.snapshot
+        entries = snapshot[1] if snapshot[0] is handlers.version else handlers.current()
         given = len(args)
         for registration in entries:
             if not registration.active:
                 continue  # removed while this emit runs
-            if registration.once and not self._claim_once(event, registration):
-                continue
+            if registration.once and handlers.pop(registration.key) is None:
+                continue  # fired by a nested emit or another thread first
             if given < registration.required:
-                raise arity_error(event, registration.callback, registration.required, given)
+                raise arity_error(event, registration.listed(), registration.required, given)
             try:
                 registration.callback(*args[: registration.limit])
             except Exception as exc:
                 log_handler_failure(event, exc)
 
-    def _claim_once(self, event: Any, registration: Registration) -> bool:
-        # The check and the clear must be one step, or two threads (or a
-        # nested emit) could both fire it.
-        with registry_lock:
-            if not registration.active:
-                return False
-            registration.active = False
-            entries = self._handlers.get(event, ())
-            _replace_entries(
-                self._handlers, event, tuple(r for r in entries if r is not registration)
-            )
-            return True
-
-    def _on(self, event: Any, callback: Any) -> Any:
-        # on(event, callback) after the shim: check the event, read the
-        # callback's arity (or unwrap once's request), register; return callback.
+    def on(self, event: Any, callback: Any = None) -> Any:
+        """Call ``callback`` every time ``event`` is emitted; return it."""
+        if callback is None:
+            return registration_decorator(self, "on", event)
         hash(event)
-        if type(callback) is OnceRequest:
-            self._add(event, callback.__wrapped__, callback.accepted, callback.required, True)
+        if type(callback) is OnceWrapper:  # once's wrapper, back from a subclass's on
+            registration = Registration(
+                callback, callback, callback.limit, callback.required, False
+            )
         else:
             accepted, required = describe_callback(callback)
-            self._add(event, callback, accepted, required, False)
+            limit = None if accepted == ALL_ARGUMENTS else accepted
+            registration = Registration(callback, callback, limit, required, False)
+        _handlers(self, event).add(registration)
         return callback
 
-    def _describe(self, callback: Any) -> Tuple[int, int]:
-        return describe_callback(callback)
-
-    def _add(self, event: Any, callback: Any, accepted: int, required: int, once: bool) -> None:
-        registration = Registration(callback, accepted, required, once)
-        callback_hash = registration.hash
-        _lock_acquire()
-        try:
-            entries = self._handlers.get(event, ())
-            if not once:
-                for existing in entries:
-                    if (
-                        not existing.once
-                        and existing.hash == callback_hash
-                        and (existing.callback is callback or existing.callback == callback)
-                    ):
-                        return  # already registered: keeps its first position
-            self._handlers[event] = entries + (registration,)
-        finally:
-            _lock_release()
+    def once(self, event: Any, callback: Any = None) -> Any:
+        """Call ``callback`` the next time ``event`` is emitted only; return it."""
+        if callback is None:
+            return registration_decorator(self, "once", event)
+        hash(event)
+        accepted, required = describe_callback(callback)
+        limit = None if accepted == ALL_ARGUMENTS else accepted
+        if _plain_on_off(self):
+            key = _OnceKey(callback)
+            _handlers(self, event).add(Registration(callback, key, limit, required, True))
+        else:
+            self.on(event, OnceWrapper(self, event, callback, limit, required))
+        return callback
 
     def off(self, event: Any, callback: Any) -> None:
         """Remove every registration of ``callback`` for ``event`` (``on`` and
         pending ``once`` ones).  Unknown events or callbacks are ignored."""
-        _lock_acquire()
-        try:
-            entries = self._handlers.get(event)
-            if entries is None:
-                return
-            callback_hash = hash(callback)
-            # Every match is found before any is touched (== may raise).
-            removed: List[Registration] = []
-            for r in entries:
-                if r.hash == callback_hash and (r.callback is callback or r.callback == callback):
-                    removed.append(r)
-            if not removed:
-                return
-            kept: List[Registration] = []
-            for r in entries:
-                if r in removed:  # identity first: Registration has no __eq__
-                    r.active = False
-                elif r.active:
-                    kept.append(r)
-            _replace_entries(self._handlers, event, tuple(kept))
-        finally:
-            _lock_release()
-
+        handlers = self.__livekit_events__.get(event)
+        if handlers is None:
+            return
+        if type(callback) is not OnceWrapper:  # (a wrapper removes only itself)
+            # Pending once registrations first: if an __eq__ raises while
+            # matching them, the on registration is still there.
+            probe = _Probe(callback)
+            while handlers.pop(probe) is not None:
+                pass
+        handlers.pop(callback)
 
     def remove_all_listeners(self, event: Any = None) -> None:
         """Remove every handler of ``event``, or of every event if it is None."""
-        with registry_lock:
-            if event is None:
-                dropped = list(self._handlers.values())
-                self._handlers.clear()
-            else:
-                entries = self._handlers.pop(event, None)
-                dropped = [entries] if entries is not None else []
-            for entries in dropped:
-                for registration in entries:
-                    registration.active = False
+        registry = self.__livekit_events__
+        if event is None:
+            targets = list(registry.values())
+        else:
+            handlers = registry.get(event)
+            targets = [handlers] if handlers is not None else []
+        for handlers in targets:
+            registrations = handlers.registrations
+            while registrations:
+                try:
+                    _, registration = registrations.popitem()
+                except KeyError:
+                    break
+                registration.active = False
+                handlers.version = object()
+                handlers.snapshot = _NO_SNAPSHOT
 
     def listeners(self, event: Any) -> List[Any]:
         """The callbacks of ``event`` as registered, in call order."""
-        return [r.callback for r in self._handlers.get(event, ()) if r.active]
+        handlers = self.__livekit_events__.get(event)
+        if handlers is None:
+            return []
+        return [r.listed() for r in handlers.current() if r.active]
 
     def listener_count(self, event: Any) -> int:
         """How many registrations ``event`` has (each pending ``once`` counts)."""
-        return sum(1 for r in self._handlers.get(event, ()) if r.active)
+        handlers = self.__livekit_events__.get(event)
+        return 0 if handlers is None else len(handlers.registrations)
 
     def event_names(self) -> List[Any]:
-        """The events that have at least one handler, in first-registration order."""
-        return [e for e, entries in list(self._handlers.items()) if any(r.active for r in entries)]
+        """The events that have at least one handler, in the order they got
+        their first one (since they last had none), as Node's emitters list them."""
+        return [e for e, h in _in_order(self) if h.registrations]
 
     @property
     def _events(self) -> Dict[Any, List[Any]]:
         """livekit compatibility: a fresh ``{event: [callbacks]}`` mapping."""
         return {
-            e: [r.callback for r in entries if r.active]
-            for e, entries in list(self._handlers.items())
+            e: [r.listed() for r in h.current() if r.active]
+            for e, h in _in_order(self)
+            if h.registrations
         }
+
+    def __copy__(self) -> Any:
+        return copy_emitter(self, None, functools.partial(_copy_registrations, self))
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> Any:
+        return copy_emitter(self, memo, functools.partial(_copy_registrations, self))
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        return reduce_emitter(self, export_registrations(self), restore_emitter)
+
+
+_CORE_ON = EmitterCore.on
+_CORE_OFF = EmitterCore.off
+
+
+def _in_order(emitter: EmitterCore) -> List[Tuple[Any, _Handlers]]:
+    return sorted(emitter.__livekit_events__.items(), key=lambda item: item[1].since)
+
+
+def _handlers(emitter: EmitterCore, event: Any) -> _Handlers:
+    registry: Dict[Any, _Handlers] = emitter.__livekit_events__
+    handlers = registry.get(event)
+    if handlers is None:
+        handlers = registry.setdefault(event, _Handlers())
+    return handlers
+
+
+# -- copy and pickle (see _common) -------------------------------------------------------
+
+
+def export_registrations(emitter: Any) -> List[Tuple[Any, bool, Any]]:
+    """``[(event, once, callback), ...]``: every live registration, in order."""
+    if not isinstance(emitter, EmitterCore):
+        raise TypeError(f"expected an EmitterCore, got {type(emitter).__name__}")
+    return [
+        (event, r.once or type(r.callback) is OnceWrapper, r.listed())
+        for event, handlers in _in_order(emitter)
+        for r in handlers.current()
+        if r.active
+    ]
+
+
+def import_registrations(emitter: Any, registrations: Any) -> None:
+    """Register ``[(event, once, callback), ...]`` in the emitter's registry,
+    without going through a subclass's ``on`` (it restores, not registers)."""
+    if not isinstance(emitter, EmitterCore):
+        raise TypeError(f"expected an EmitterCore, got {type(emitter).__name__}")
+    plain = _plain_on_off(emitter)
+    for event, once, callback in registrations:
+        if not once:
+            _CORE_ON(emitter, event, callback)
+            continue
+        accepted, required = describe_callback(callback)
+        limit = None if accepted == ALL_ARGUMENTS else accepted
+        if plain:
+            registration = Registration(callback, _OnceKey(callback), limit, required, True)
+        else:
+            wrapper = OnceWrapper(emitter, event, callback, limit, required)
+            registration = Registration(wrapper, wrapper, limit, required, False)
+        _handlers(emitter, event).add(registration)
+
+
+def _copy_registrations(source: EmitterCore, target: EmitterCore, memo: Any) -> None:
+    registrations = export_registrations(source)
+    if memo is not None:
+        registrations = copy.deepcopy(registrations, memo)
+    import_registrations(target, registrations)
+
+
+def restore_emitter(emitter: EmitterCore, state: Any) -> None:
+    """The state setter of ``__reduce_ex__``: instance state, then registrations."""
+    instance, registrations = state
+    restore_instance_state(emitter, instance)
+    import_registrations(emitter, registrations)
 
 
 # ===========================================================================

@@ -1,11 +1,11 @@
-"""The public ``EventEmitter``: a thin Python shim over the active core.
+"""The public ``EventEmitter``: the active core, generic over the event type.
 
-The core (``_core_c.pyx`` or its twin ``_core_py.py``) stores registrations,
-runs ``emit`` and ``off``, and validates and registers callbacks (``_on``:
-async callbacks, non-callables, unhashable events, required keyword-only
-parameters; each callback's arity read once).  This layer adds the decorator
-forms, ``once`` going through ``on``, and the public typing.  ``on`` is one
-Python frame over the core's ``_on``; ``off`` is the core's own method.
+Everything an emitter does at run time is the core's (``_core_c.pyx``, or its
+twin ``_core_py.py``): ``on``, ``once`` and their decorator forms, ``off``,
+``emit`` and the rest, so that a call is one C method with no Python layer in
+front, and so that the class carries no helper of its own whose name a
+subclass could collide with.  This module adds the public typing
+(``EmitterAPI``, seen by type checkers only) and ``Generic``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ from typing import (
     Generic,
     List,
     Optional,
-    Tuple,
     TypeVar,
     Union,
     overload,
 )
 
-from ._common import OnceRequest, check_event
 from ._core import EmitterCore
 
 __all__ = ("EventEmitter", "EmitterAPI")
@@ -34,26 +32,65 @@ T_contra = TypeVar("T_contra", contravariant=True)
 CallbackT = TypeVar("CallbackT", bound=Callable[..., Any])
 
 
-# The core's ``_on`` recognises this exact type (``once`` -> ``self.on``).
-_OnceRequest = OnceRequest
-
-
 class EmitterAPI(Generic[T_contra]):
-    """``on``/``once``/``off`` over a core; mixed into ``EventEmitter``.
+    """The typed surface of ``EventEmitter``, for type checkers.
 
-    This class also carries the public typing: every method is typed against
-    the event-name type ``T_contra``, so ``EventEmitter[Literal["a", "b"]]``
-    rejects ``emit("c")`` under mypy and pyright whichever core runs.
+    Every method is typed against the event-name type ``T_contra``, so
+    ``EventEmitter[Literal["a", "b"]]`` rejects ``emit("c")`` under mypy and
+    pyright whichever core runs.  At run time the class is empty: the methods
+    are the core's.
     """
 
     __slots__ = ()
 
     if TYPE_CHECKING:
-        # Provided by the core (_core_c or _core_py), declared here only for
-        # type checkers.  Nothing is defined at run time: emit and off stay
-        # the core's own methods, with no Python layer in front of them.
+
         def emit(self, event: T_contra, *args: Any) -> None:
             """Call every handler of ``event`` with the leading ``args`` it accepts."""
+
+        @overload
+        def on(self, event: T_contra, callback: CallbackT) -> CallbackT: ...
+        @overload
+        def on(
+            self, event: T_contra, callback: None = None
+        ) -> Callable[[CallbackT], CallbackT]: ...
+        def on(
+            self, event: T_contra, callback: Optional[CallbackT] = None
+        ) -> Union[CallbackT, Callable[[CallbackT], CallbackT]]:
+            """Call ``callback`` every time ``event`` is emitted; return it.
+
+            Without ``callback``, return a decorator that registers the
+            function (through ``self.on``) and returns it unchanged.
+            Registering a callback that is already registered for ``event``
+            changes nothing.  Raises ``ValueError`` for an async callback and
+            ``TypeError`` for a non-callable, a callback with a required
+            keyword-only parameter, or an unhashable event.
+            """
+            ...
+
+        @overload
+        def once(self, event: T_contra, callback: CallbackT) -> CallbackT: ...
+        @overload
+        def once(
+            self, event: T_contra, callback: None = None
+        ) -> Callable[[CallbackT], CallbackT]: ...
+        def once(
+            self, event: T_contra, callback: Optional[CallbackT] = None
+        ) -> Union[CallbackT, Callable[[CallbackT], CallbackT]]:
+            """Call ``callback`` the next time ``event`` is emitted only; return it.
+
+            Each call adds one one-shot registration (also for a callback that
+            is already registered).  It is removed before it is called, so it
+            fires at most once even under nested emits or threads.  When a
+            subclass overrides ``on`` or ``off``, ``once`` registers a wrapper
+            through ``self.on`` and removes it through ``self.off`` when it
+            fires, as livekit's does.  Decorator form and errors as for ``on``.
+            """
+            ...
+
+        def off(self, event: T_contra, callback: Callable[..., Any]) -> None:
+            """Remove every registration of ``callback`` for ``event`` (``on`` and
+            pending ``once`` ones).  Unknown events or callbacks are ignored."""
 
         def listeners(self, event: T_contra) -> List[Callable[..., Any]]:
             """The callbacks of ``event`` as registered, in call order."""
@@ -72,74 +109,12 @@ class EmitterAPI(Generic[T_contra]):
         def remove_all_listeners(self, event: Optional[T_contra] = None) -> None:
             """Remove every handler of ``event``, or of every event if it is None."""
 
-        def off(self, event: T_contra, callback: Callable[..., Any]) -> None:
-            """Remove every registration of ``callback`` for ``event`` (``on`` and
-            pending ``once`` ones).  Unknown events or callbacks are ignored."""
-
         @property
         def _events(self) -> Dict[Any, List[Callable[..., Any]]]: ...
-        def _on(self, event: Any, callback: CallbackT) -> CallbackT: ...
-        def _describe(self, callback: Any) -> Tuple[int, int]: ...
-        def _add(
-            self, event: Any, callback: Any, accepted: int, required: int, once: bool
-        ) -> None: ...
-    
-    @overload
-    def on(self, event: T_contra, callback: CallbackT) -> CallbackT: ...
-    @overload
-    def on(self, event: T_contra, callback: None = None) -> Callable[[CallbackT], CallbackT]: ...
-    def on(
-        self, event: T_contra, callback: Optional[CallbackT] = None
-    ) -> Union[CallbackT, Callable[[CallbackT], CallbackT]]:
-        """Call ``callback`` every time ``event`` is emitted; return it.
-
-        Without ``callback``, return a decorator that registers the function
-        and returns it unchanged.  Registering a callback that is already
-        registered for ``event`` changes nothing.  Raises ``ValueError`` for an
-        async callback and ``TypeError`` for a non-callable, a callback with a
-        required keyword-only parameter, or an unhashable event.
-        """
-        if callback is None:
-            check_event(event)
-
-            def decorator(function: CallbackT) -> CallbackT:
-                self.on(event, function)
-                return function
-
-            return decorator
-        # The core checks the event, reads the callback's arity (or unwraps a
-        # once request) and registers it, in one call: returns `callback`.
-        return self._on(event, callback)
-
-    @overload
-    def once(self, event: T_contra, callback: CallbackT) -> CallbackT: ...
-    @overload
-    def once(self, event: T_contra, callback: None = None) -> Callable[[CallbackT], CallbackT]: ...
-    def once(
-        self, event: T_contra, callback: Optional[CallbackT] = None
-    ) -> Union[CallbackT, Callable[[CallbackT], CallbackT]]:
-        """Call ``callback`` the next time ``event`` is emitted only; return it.
-
-        Each call adds one one-shot registration (also for a callback that is
-        already registered).  It is removed before it is called, so it fires
-        at most once even under nested emits or threads.  Goes through
-        ``self.on``.  Decorator form and errors as for ``on``.
-        """
-        check_event(event)
-        if callback is None:
-
-            def decorator(function: CallbackT) -> CallbackT:
-                self.once(event, function)
-                return function
-
-            return decorator
-        accepted, required = self._describe(callback)
-        self.on(event, _OnceRequest(callback, accepted, required))
-        return callback
 
 
 # Generic[T_contra] last keeps the MRO EventEmitter, EmitterAPI, EmitterCore,
-# Generic, object: the core's methods are found right after the shim's.
+# Generic, object.
 class EventEmitter(EmitterAPI[T_contra], EmitterCore, Generic[T_contra]):
     """A drop-in replacement for ``livekit.rtc.EventEmitter``.
 
@@ -148,9 +123,8 @@ class EventEmitter(EmitterAPI[T_contra], EmitterCore, Generic[T_contra]):
     registered); an ``Exception`` raised by one is logged on the
     ``livekit.events`` logger and the others still run.
 
-    ``emit(event, *args)``, ``listeners(event)``, ``listener_count(event)``,
-    ``event_names()`` and ``remove_all_listeners(event=None)`` come from the
-    compiled core (``livekit_events.IMPLEMENTATION`` says which one runs).
+    Every method comes from the compiled core (``livekit_events.IMPLEMENTATION``
+    says which core runs).
     """
 
 

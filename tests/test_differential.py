@@ -128,15 +128,25 @@ class ReferenceEmitter:
         # Events with at least one registration, in the order each got its
         # first one (an event that loses its last handler leaves the list).
         self.event_order: List[Any] = []
+        # The key object an event was first registered with: like livekit's
+        # _events, the registry keeps it (so `1` stays `1` after True is used).
+        self.event_keys: List[Any] = []
         self.arity_of = arity_of
         self.records = records
 
     def _of(self, event: Any) -> List[ModelRegistration]:
         return [r for r in self.registrations if same_key(r.event, event)]
 
+    def _key(self, event: Any) -> Any:
+        for known in self.event_keys:
+            if same_key(known, event):
+                return known
+        self.event_keys.append(event)
+        return event
+
     def _append(self, registration: ModelRegistration) -> None:
         if not self._of(registration.event):
-            self.event_order.append(registration.event)
+            self.event_order.append(self._key(registration.event))
         self.registrations.append(registration)
 
     def _drop(self, registration: ModelRegistration) -> None:

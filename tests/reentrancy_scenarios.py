@@ -1,0 +1,368 @@
+"""Adversarial re-entrancy scenarios, run in a subprocess by test_reentrancy.py.
+
+    python reentrancy_scenarios.py CORE SCENARIO [ROUNDS]
+
+CORE is ``_core_c`` or ``_core_py`` (imported by name, like conftest does);
+SCENARIO is one of the functions in ``SCENARIOS``.  A scenario prints one JSON
+line ``{"problems": [...], ...}`` and exits 0 when there were none, 1 when
+there were.  A crash (segfault) or a hang shows up in the parent as a signal
+exit code or a timeout: that is why these run in a subprocess.
+
+Every actor (the main loop, each finalizer, each weakref callback) registers
+only handlers of its own, and records what it did right after each call
+returns.  Whatever order the actors interleave in, each handler's fate is
+decided by its own actor's calls alone, so the final registry must match the
+record exactly: nothing lost, nothing removed still there.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import itertools
+import json
+import os
+import random
+import sys
+import threading
+import weakref
+from typing import Any, Callable, Dict, List, Set
+
+from livekit_events._emitter import emitter_class_for
+
+EVENTS = ("a", "b")
+
+
+class Recorder:
+    """What the actors did, and what the emitter must therefore hold."""
+
+    def __init__(self) -> None:
+        self.live: Dict[str, Dict[Any, str]] = {ev: {} for ev in EVENTS}  # handler -> kind
+        self.uncertain: Set[Any] = set()  # registered during a remove_all_listeners
+        self.fired: Dict[Any, int] = {}  # once handlers: how often they fired
+        self.in_remove_all = 0
+        self.ops = 0
+
+    def registered(self, event: str, handler: Any, kind: str) -> None:
+        self.ops += 1
+        if self.in_remove_all:
+            self.uncertain.add(handler)
+        self.live[event][handler] = kind
+
+    def removed(self, event: str, handler: Any) -> None:
+        self.ops += 1
+        if self.in_remove_all:
+            self.uncertain.add(handler)
+        self.live[event].pop(handler, None)
+
+
+_serial = itertools.count()
+
+
+def make_handler(record: Recorder, event: str, once: bool) -> Callable[..., None]:
+    serial = next(_serial)
+
+    def handler(*args: Any) -> None:
+        if once:
+            record.fired[handler] = record.fired.get(handler, 0) + 1
+            record.live[event].pop(handler, None)
+
+    handler.__qualname__ = f"h{serial}"
+    return handler
+
+
+class Actor:
+    """Registers, removes and emits with handlers of its own."""
+
+    def __init__(self, record: Recorder, emitters: List[Any], rng: random.Random) -> None:
+        self.record = record
+        self.emitters = emitters
+        self.rng = rng
+        self.mine: List[Any] = []  # (emitter index, event, handler) of its on registrations
+
+    def step(self) -> None:
+        rng, record = self.rng, self.record
+        which = rng.randrange(len(self.emitters))
+        em = self.emitters[which]
+        event = rng.choice(EVENTS)
+        roll = rng.random()
+        if roll < 0.4 or not self.mine:
+            handler = make_handler(record, event, once=False)
+            em.on(event, handler)
+            self.mine.append((which, event, handler))
+            if which == 0:
+                record.registered(event, handler, "on")
+        elif roll < 0.5:
+            handler = make_handler(record, event, once=True)
+            em.once(event, handler)
+            if which == 0:
+                record.registered(event, handler, "once")
+        elif roll < 0.85:
+            which, event, handler = self.mine.pop(rng.randrange(len(self.mine)))
+            self.emitters[which].off(event, handler)
+            if which == 0:
+                record.removed(event, handler)
+        elif roll < 0.99:
+            em.emit(event, 1, 2)
+        else:
+            em.listeners(event)
+            em.listener_count(event)
+            em.event_names()
+
+
+def _check(em: Any, record: Recorder) -> List[str]:
+    problems: List[str] = []
+    for event in EVENTS:
+        listeners = em.listeners(event)
+        if len(listeners) != len(set(listeners)):
+            problems.append(f"{event}: duplicate listeners")
+        if em.listener_count(event) != len(listeners):
+            problems.append(f"{event}: listener_count {em.listener_count(event)} != {len(listeners)}")
+        got = set(listeners)
+        want = {h for h in record.live[event] if h not in record.uncertain}
+        lost = want - got
+        lingering = {h for h in got - want if h not in record.uncertain}
+        if lost:
+            problems.append(f"{event}: {len(lost)} registrations lost")
+        if lingering:
+            problems.append(f"{event}: {len(lingering)} removed handlers still registered")
+        if (event in em.event_names()) != bool(listeners):
+            problems.append(f"{event}: event_names disagrees with listeners")
+    twice = [h for h, n in record.fired.items() if n > 1]
+    if twice:
+        problems.append(f"{len(twice)} once handlers fired more than once")
+    return problems
+
+
+def finalizers(core: Any, rounds: int) -> Dict[str, Any]:
+    """GC at every allocation; finalizers and weakref callbacks that call
+    on/once/off/emit/remove_all_listeners on the same emitter (and another)
+    while the main loop does the same."""
+    EventEmitter = emitter_class_for(core.EmitterCore)
+    em, other = EventEmitter(), EventEmitter()
+    record = Recorder()
+    rng = random.Random(int(os.environ.get("SEED", "1")))
+    emitters = [em, other]
+    main = Actor(record, emitters, rng)
+    # Filler handlers: the crash of issue 10 needed more than 20 on the event.
+    for event in EVENTS:
+        for _ in range(25):
+            handler = make_handler(record, event, once=False)
+            em.on(event, handler)
+            main.mine.append((0, event, handler))
+            record.registered(event, handler, "on")
+
+    budget = [rounds * 4]
+
+    class Garbage:
+        """Lives in a reference cycle; acts from __del__ when collected, and
+        leaves new garbage behind, so that there is always some for the next
+        collection: whatever allocation starts one (those inside registry
+        operations included) runs finalizers."""
+
+        def __init__(self) -> None:
+            self.cycle = self
+            self.actor = Actor(record, emitters, random.Random(rng.random()))
+
+        def __del__(self) -> None:
+            for _ in range(2):
+                self.actor.step()
+            if budget[0] > 0:
+                budget[0] -= 1
+                Garbage()
+
+    actors: List[Actor] = []
+
+    def weak_callback_actor() -> Callable[[Any], None]:
+        actor = Actor(record, emitters, random.Random(rng.random()))
+        actors.append(actor)
+        return lambda ref: actor.step()
+
+    refs: List[Any] = []
+    old = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    try:
+        for i in range(rounds):
+            Garbage()
+            target = Garbage()
+            refs.append(weakref.ref(target, weak_callback_actor()))
+            del target
+            main.step()
+            if i % 97 == 0:
+                record.in_remove_all += 1
+                event = rng.choice(EVENTS)
+                em.remove_all_listeners(event)
+                record.in_remove_all -= 1
+                for handler in list(record.live[event]):
+                    record.removed(event, handler)
+                main.mine = [m for m in main.mine if not (m[0] == 0 and m[1] == event)]
+        gc.collect()
+    finally:
+        gc.set_threshold(*old)
+    gc.disable()
+    problems = _check(em, record)
+    return {"problems": problems, "ops": record.ops}
+
+
+def unsubscribe_in_del(core: Any, rounds: int) -> Dict[str, Any]:
+    """Issue 10's crash: objects in cycles unsubscribe in __del__ while the
+    app rotates its own handlers (on new, off old) on an event with more than
+    20 handlers.  Default GC thresholds."""
+    EventEmitter = emitter_class_for(core.EmitterCore)
+    em = EventEmitter()
+    record = Recorder()
+
+    class Subscriber:
+        def __init__(self) -> None:
+            self.cycle = self
+            self.handler = make_handler(record, "a", once=False)
+            em.on("a", self.handler)
+            record.registered("a", self.handler, "on")
+
+        def __del__(self) -> None:
+            em.off("a", self.handler)
+            record.removed("a", self.handler)
+
+    own = [make_handler(record, "a", once=False) for _ in range(30)]
+    for handler in own:
+        em.on("a", handler)
+        record.registered("a", handler, "on")
+    for i in range(rounds):
+        Subscriber()
+        fresh = make_handler(record, "a", once=False)
+        em.on("a", fresh)
+        record.registered("a", fresh, "on")
+        old = own.pop(0)
+        em.off("a", old)
+        record.removed("a", old)
+        own.append(fresh)
+        if i % 10 == 0:
+            em.emit("a", i)
+    gc.collect()
+    gc.disable()
+    return {"problems": _check(em, record), "ops": record.ops}
+
+
+def lock_in_finalizer(core: Any, rounds: int) -> Dict[str, Any]:
+    """A finalizer takes an application lock L; another thread holds L and
+    calls on()/off() on the same emitter and on another one.  Must not hang
+    (the parent's timeout catches a hang; a watchdog here reports it)."""
+    EventEmitter = emitter_class_for(core.EmitterCore)
+    em, other = EventEmitter(), EventEmitter()
+    app_lock = threading.Lock()
+    stop = threading.Event()
+    counts = {"finalizers": 0, "locked_ops": 0}
+
+    budget = [rounds * 50]
+
+    class Garbage:
+        """Takes the application lock when collected, and leaves new garbage
+        behind so that the next collection (started by any allocation, those
+        inside registry operations included) has some to finalize."""
+
+        def __init__(self) -> None:
+            self.cycle = self
+
+        def __del__(self) -> None:
+            with app_lock:
+                counts["finalizers"] += 1
+            if budget[0] > 0 and not stop.is_set():
+                budget[0] -= 1
+                Garbage()
+
+    def churn() -> None:
+        handlers = [make_handler(Recorder(), "a", once=False) for _ in range(30)]
+        i = 0
+        while not stop.is_set():
+            Garbage()
+            em.on("a", handlers[i % 30])
+            em.off("a", handlers[(i + 7) % 30])
+            i += 1
+
+    def hold_lock_and_register() -> None:
+        handler = make_handler(Recorder(), "a", once=False)
+        while not stop.is_set():
+            with app_lock:
+                em.on("a", handler)
+                em.off("a", handler)
+                other.on("a", handler)
+                other.off("a", handler)
+                counts["locked_ops"] += 1
+
+    old = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    threads = [threading.Thread(target=f, daemon=True) for f in (churn, hold_lock_and_register)]
+    for t in threads:
+        t.start()
+    stop.wait(rounds / 1000)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    gc.set_threshold(*old)
+    if any(t.is_alive() for t in threads):
+        print(json.dumps({"problems": ["deadlock: threads still blocked 10 s after stop"]}))
+        sys.stdout.flush()
+        os._exit(1)
+    return {"problems": [], **counts}
+
+
+def eq_and_hash(core: Any, rounds: int) -> Dict[str, Any]:
+    """Callbacks whose __eq__ and __hash__ register, remove and emit on the
+    same event, during on(), off() and dedupe."""
+    EventEmitter = emitter_class_for(core.EmitterCore)
+    em = EventEmitter()
+    record = Recorder()
+    rng = random.Random(7)
+    actor = Actor(record, [em], rng)
+
+    class Meddler:
+        """Hash collides with every other Meddler, so == runs on lookups."""
+
+        def __init__(self) -> None:
+            self.active = True
+
+        def __call__(self, *args: Any) -> None:
+            pass
+
+        def __hash__(self) -> int:
+            if self.active:
+                actor.step()
+            return 42
+
+        def __eq__(self, other: object) -> bool:
+            if self.active:
+                actor.step()
+            return self is other
+
+    meddlers: List[Any] = []
+    for _ in range(rounds):
+        m = Meddler()
+        em.on("a", m)
+        record.registered("a", m, "on")
+        meddlers.append(m)
+        em.on("a", m)  # dedupe, with == running
+        if rng.random() < 0.4:
+            gone = meddlers.pop(rng.randrange(len(meddlers)))
+            em.off("a", gone)
+            record.removed("a", gone)
+        actor.step()
+    for m in meddlers:
+        m.active = False
+    return {"problems": _check(em, record), "ops": record.ops}
+
+
+SCENARIOS = {f.__name__: f for f in (finalizers, unsubscribe_in_del, lock_in_finalizer, eq_and_hash)}
+
+
+def main() -> None:
+    core = importlib.import_module(f"livekit_events.{sys.argv[1]}")
+    scenario = SCENARIOS[sys.argv[2]]
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
+    result = scenario(core, rounds)
+    print(json.dumps(result))
+    sys.stdout.flush()
+    os._exit(1 if result["problems"] else 0)  # skip finalizers at shutdown
+
+
+if __name__ == "__main__":
+    main()

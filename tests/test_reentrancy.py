@@ -1,0 +1,147 @@
+"""SPEC §5, re-entrancy and robustness of the registry.
+
+Python code can run in the middle of any registry operation: a GC finalizer
+or weakref callback started by an allocation, a callback's ``__eq__`` or
+``__hash__``, a logging handler.  Whatever it does to the same emitter or to
+another one, nothing crashes, hangs, gets lost or lingers.  The scenarios
+live in ``reentrancy_scenarios.py`` and run in a subprocess, so that a crash
+or a deadlock fails one test (with its exit code or a timeout) instead of
+taking the whole run down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Dict
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCENARIOS = os.path.join(HERE, "reentrancy_scenarios.py")
+
+# Long rounds for a release check: LIVEKIT_EVENTS_REENTRANCY_ROUNDS=20000.
+ROUNDS = int(os.environ.get("LIVEKIT_EVENTS_REENTRANCY_ROUNDS", "0") or 0)
+
+pytestmark = pytest.mark.thread_unsafe  # subprocesses and GC thresholds
+
+
+def run_scenario(impl: Any, scenario: str, rounds: int, timeout: float = 120) -> Dict[str, Any]:
+    core = impl.core.__name__.rsplit(".", 1)[1]
+    try:
+        result = subprocess.run(
+            [sys.executable, SCENARIOS, core, scenario, str(ROUNDS or rounds)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=HERE,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{scenario} on {impl.name}: no result after {timeout} s (hang)")
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode in (0, 1) and lines, (
+        f"{scenario} on {impl.name} died with exit code {result.returncode}"
+        f"{' (signal %d)' % -result.returncode if result.returncode < 0 else ''}:\n"
+        f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    )
+    outcome: Dict[str, Any] = json.loads(lines[-1])
+    assert outcome["problems"] == [], f"{scenario} on {impl.name}: {outcome}"
+    assert result.returncode == 0
+    return outcome
+
+
+def test_gc_finalizers_and_weakref_callbacks_reentering_every_operation_lose_nothing(
+    impl: Any,
+) -> None:
+    # GC thresholds at 1, finalizers and weakref callbacks calling on, once,
+    # off, emit and remove_all_listeners on the same emitter and another one,
+    # while the main loop does the same on events with 25+ handlers.
+    outcome = run_scenario(impl, "finalizers", 1500)
+    assert outcome["ops"] > 5000  # the finalizers really acted
+
+
+def test_unsubscribe_in_del_while_rotating_handlers(impl: Any) -> None:
+    # The everyday pattern that crashed the compiled core on CPython <= 3.11.
+    run_scenario(impl, "unsubscribe_in_del", 20000)
+
+
+def test_callback_eq_and_hash_that_change_the_registry(impl: Any) -> None:
+    outcome = run_scenario(impl, "eq_and_hash", 120)
+    assert outcome["ops"] > 1000
+
+
+def test_application_lock_taken_in_a_finalizer_cannot_deadlock_with_on(impl: Any) -> None:
+    # A finalizer takes an application lock; another thread holds it and
+    # calls on()/off() on the same emitter and on another.  The scenario
+    # reports threads still blocked after 10 s; the timeout is a backstop.
+    outcome = run_scenario(impl, "lock_in_finalizer", 1500, timeout=60)
+    assert outcome["finalizers"] > 0 and outcome["locked_ops"] > 0
+
+
+# -- wrong self, out-of-range values: an exception, never a crash ----------------------
+
+_WRONG_SELF = r"""
+import importlib, inspect, sys
+core = importlib.import_module("livekit_events." + sys.argv[1])
+cls = core.EmitterCore
+bad_selves = [object(), 1, "s", None, core.OnceWrapper.__new__(core.OnceWrapper)]
+arguments = [(), ("x",), ("x", print), ("x", print, 1)]
+names = sorted(n for n in dir(cls) if callable(getattr(cls, n, None))
+               and (not n.startswith("__") or n in ("__copy__", "__deepcopy__", "__reduce_ex__")))
+report = {}
+for name in names:
+    method = cls.__dict__.get(name) or getattr(cls, name)
+    if isinstance(method, (staticmethod, classmethod)):
+        continue
+    if not any(name in vars(k) for k in cls.__mro__[:-1]):
+        continue  # inherited from object
+    outcomes = set()
+    for bad in bad_selves:
+        for args in arguments:
+            try:
+                getattr(cls, name)(bad, *args)
+            except TypeError:
+                outcomes.add("TypeError")
+            except Exception as exc:
+                outcomes.add(type(exc).__name__)
+            else:
+                outcomes.add("returned")
+    report[name] = sorted(outcomes)
+print(report)
+"""
+
+
+def test_methods_called_with_a_self_of_the_wrong_type_raise_type_error(impl: Any) -> None:
+    if impl.name != "compiled":
+        pytest.skip("the pure twin's methods are plain functions: Python can't crash there")
+    core = impl.core.__name__.rsplit(".", 1)[1]
+    result = subprocess.run(
+        [sys.executable, "-c", _WRONG_SELF, core], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"exit code {result.returncode}:\n{result.stderr[-3000:]}"
+    report = eval(result.stdout)  # a dict literal printed above
+    assert {"emit", "on", "once", "off", "listeners", "remove_all_listeners"} <= set(report)
+    for name, outcomes in report.items():
+        # Method descriptors check their self, as CPython's own do.
+        assert outcomes == ["TypeError"], (name, outcomes)
+
+
+def test_once_wrapper_made_without_its_constructor_never_crashes(emitter: Any, impl: Any) -> None:
+    # Compiled code must check what arrives from Python: a wrapper object
+    # built by __new__ alone (no emitter, no callback) may raise, not crash.
+    wrapper = impl.core.OnceWrapper.__new__(impl.core.OnceWrapper)
+    for attempt in (
+        lambda: wrapper(1, 2),
+        lambda: emitter.on("e", wrapper),
+        lambda: emitter.emit("e", 1),
+        lambda: emitter.off("e", wrapper),
+        lambda: repr(wrapper),
+        lambda: hash(wrapper),
+    ):
+        try:
+            attempt()
+        except Exception:
+            pass
+    emitter.emit("e", 1)
