@@ -1077,9 +1077,10 @@ cdef int _clear(object handlers) except -1:
     return 0
 
 
-cdef list _walk(object handlers, bint unwrap):
-    # The live callbacks in call order (unwrapped: as the user registered
-    # them).  A walk: nothing moves while the list is built (rule 5).
+cdef list _walk(object handlers, bint triples, object event):
+    # The live callbacks in call order, as the user registered them (a
+    # wrapper's callback); or (event, once, callback) triples for
+    # export_registrations.  A walk: nothing moves meanwhile (rule 5).
     cdef lke_handlers *h = _h(handlers)
     cdef lke_slot slot
     cdef lke_release release
@@ -1092,7 +1093,11 @@ cdef list _walk(object handlers, bint unwrap):
         for i in range(n):
             if lke_take(h, i, &slot, 0):
                 try:
-                    result.append(_key_of(&slot) if unwrap else <object>slot.callback)
+                    if not triples:
+                        result.append(_key_of(&slot))
+                    else:
+                        once = (slot.flags & (LKE_ONCE | LKE_WRAPPER)) != 0
+                        result.append((event, once, _key_of(&slot)))
                 finally:
                     LKE_FT_DECREF(slot.callback)
     finally:
@@ -1221,7 +1226,8 @@ cdef class EmitterCore:
             wrapper = <OnceWrapper>callback
             if wrapper.emitter is None:
                 raise TypeError("this OnceWrapper was not made by once()")
-            _register(self, event, callback, wrapper.key_hash, wrapper.accepted,
+            _register(self, event, callback, wrapper.key_hash,
+                      ALL_ARGUMENTS if wrapper.accepted == LKE_ALL else wrapper.accepted,
                       wrapper.required, LKE_WRAPPER)
         else:
             _describe(callback, &accepted, &required)
@@ -1271,7 +1277,7 @@ cdef class EmitterCore:
     def listeners(self, event):
         """The callbacks of ``event`` as registered, in call order."""
         handlers = _handlers_of(self, event, False)
-        return [] if handlers is None else _walk(handlers, True)
+        return [] if handlers is None else _walk(handlers, False, None)
 
     @cython.binding(False)
     def listener_count(self, event):
@@ -1289,7 +1295,7 @@ cdef class EmitterCore:
     def _events(self):
         """livekit compatibility: a fresh ``{event: [callbacks]}`` mapping."""
         return {
-            event: _walk(handlers, True)
+            event: _walk(handlers, False, None)
             for event, handlers in _in_order(self)
             if _h(handlers).live
         }
@@ -1338,8 +1344,7 @@ def export_registrations(EmitterCore emitter not None):
     """``[(event, once, callback), ...]``: every live registration, in order."""
     result = []
     for event, handlers in _in_order(emitter):
-        for callback, registered in zip(_walk(handlers, False), _walk(handlers, True)):
-            result.append((event, type(callback) is OnceWrapper, registered))
+        result.extend(_walk(handlers, True, event))
     return result
 
 
