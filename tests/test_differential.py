@@ -242,6 +242,8 @@ ARITY: Dict[str, Tuple[Any, int]] = {
     "by_value": (ALL, 0),  # fresh callable objects, equal by name
     "klass": (1, 1),  # a class: __init__(self, a)
     "wrapped": (2, 2),  # functools.wraps(inner(a, b)) over def w(*args)
+    "meddler": (ALL, 0),  # its __hash__ runs another operation (the meddle rule)
+    "eq_meddler": (ALL, 0),  # same hash; its __eq__ runs another operation
 }
 HANDLER_NAMES = sorted(ARITY)
 
@@ -306,6 +308,45 @@ def make_handlers(world: "World") -> Dict[str, Callable[[], Any]]:
         def __hash__(self):
             return hash("by_value")
 
+    class Meddler:
+        """A callable whose __hash__, when armed, runs one operation on the
+        emitter: re-entrancy in the middle of a registry operation."""
+
+        label = "meddler"
+        armed: Optional[tuple] = None
+        fired = False
+
+        def __call__(self, *args):
+            act("meddler", args)
+
+        def __hash__(self):
+            inner, self.armed = self.armed, None
+            if inner is not None:
+                self.fired = True
+                world.perform(inner)
+            return 12345
+
+    class EqMeddler:
+        """Hashes like the Meddler; when armed, its __eq__ runs one operation:
+        re-entrancy in the middle of a lookup that compares keys."""
+
+        label = "eq_meddler"
+        armed: Optional[tuple] = None
+        fired = False
+
+        def __call__(self, *args):
+            act("eq_meddler", args)
+
+        def __hash__(self):
+            return 12345
+
+        def __eq__(self, other):
+            inner, self.armed = self.armed, None
+            if inner is not None:
+                self.fired = True
+                world.perform(inner)
+            return other is self
+
     class Klass:
         label = "klass"
 
@@ -345,6 +386,10 @@ def make_handlers(world: "World") -> Dict[str, Callable[[], Any]]:
     getters["method"] = lambda: owner.method  # a new bound-method object each time
     getters["fresh_partial"] = fresh_partial
     getters["by_value"] = ByValue
+    meddler, eq_meddler = Meddler(), EqMeddler()
+    world.meddlers = {"hash": meddler, "eq": eq_meddler}
+    getters["meddler"] = lambda: meddler
+    getters["eq_meddler"] = lambda: eq_meddler
     assert sorted(getters) == HANDLER_NAMES
     return getters
 
@@ -417,7 +462,10 @@ class World:
         self.calls += 1
         if self.calls > CALL_BUDGET:
             return
-        behaviour = self.behaviours.get(label, ("record",))
+        self.perform(self.behaviours.get(label, ("record",)))
+
+    def perform(self, behaviour: tuple) -> None:
+        """Do what a handler configured with ``behaviour`` does."""
         kind = behaviour[0]
         if kind == "raise":
             raise HandlerError(f"{label} failed")
@@ -534,6 +582,54 @@ class DifferentialMachine(RuleBasedStateMachine):
     )
     def change(self, operation: str, event: Any, name: str) -> None:
         self._step(lambda w: getattr(w.emitter, operation)(event, w.handlers[name]()))
+
+    # Re-entrancy: while `operation` runs with the meddler, `inner` runs from
+    # the meddler's __hash__ ("hash") or from the __eq__ of a registered
+    # eq_meddler that the lookup compares it with ("eq").  Implementations
+    # hash and compare before they change anything, so `inner` lands before
+    # the operation's own change; the model is told whether it ran (a lookup
+    # in an event without handlers compares nothing, for instance).
+    @rule(
+        operation=st.sampled_from(["on", "once", "off"]),
+        event=busy_events,
+        trigger=st.sampled_from(["hash", "eq"]),
+        inner=st.one_of(
+            st.tuples(st.sampled_from(["on", "once", "off"]), busy_events, handler_names),
+            st.tuples(st.just("emit"), busy_events, st.integers(0, 4)),
+            st.tuples(st.just("remove_all"), events),
+        ),
+    )
+    def meddle(self, operation: str, event: Any, trigger: str, inner: tuple) -> None:
+        model = self.worlds[-1]
+        registered = {label_of(cb) for cb in model.emitter.listeners(event)}
+        if trigger == "eq" and "meddler" in registered:
+            # How many keys a lookup compares before it stops is each
+            # implementation's own (a dict stops at the first match): only
+            # a lookup that must compare every key of the same hash (the
+            # meddler isn't registered, an eq_meddler is) calls __eq__ in all.
+            trigger = "hash"
+        if trigger == "eq" and "eq_meddler" not in registered:
+            self._step(lambda w: w.emitter.on(event, w.meddlers["eq"]))
+        fired: Dict[str, bool] = {}
+
+        def step(w: World) -> None:
+            armed = w.meddlers[trigger]
+            if w.is_model:
+                assert len(set(fired.values())) == 1, f"the cores disagree: {fired}"
+                if fired and next(iter(fired.values())):
+                    w.perform(inner)
+                getattr(w.emitter, operation)(event, w.meddlers["hash"])
+                return
+            armed.armed, armed.fired = inner, False
+            try:
+                getattr(w.emitter, operation)(event, w.meddlers["hash"])
+            finally:
+                fired[w.name] = armed.fired
+                armed.armed = None
+
+        self._step(step)
+        ran = "ran" if any(fired.values()) else "did not run"
+        self.stats[f"re-entrant steps ({trigger}, {ran})"] += 1
 
     @precondition(lambda self: len(self.worlds[-1].emitter.registrations) >= 8)
     @rule(event=st.one_of(st.none(), events))  # None: every event
