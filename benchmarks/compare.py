@@ -722,6 +722,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.quick:
         selected = [n for n in selected if not scenarios.SCENARIOS[n].full_only]
     max_handlers = args.max_handlers
+    cap_note = ""
     if max_handlers is None and args.quick:
         max_handlers = QUICK_MAX_HANDLERS
     if max_handlers is not None:
@@ -730,11 +731,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         ]
         selected = [n for n in selected if n not in dropped]
         if dropped:
-            print(
+            cap_note = (
                 f"Registration scaling: sizes above {max_handlers:,} handlers left out "
                 f"({'quick run' if args.max_handlers is None else '--max-handlers'}): "
-                f"{', '.join(dropped)}\n"
+                f"{', '.join(dropped)}."
             )
+            print(cap_note + "\n")
     rng = random.Random(args.seed)
     available = [a for a in adapters if a.available]
     results: Dict[str, Dict[str, Any]] = {}
@@ -819,6 +821,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"Machine: {describe_machine(machine)}.  ",
             f"Run: `{command}`, {machine['date']}, {rounds} interleaved rounds per scenario "
             f"(batches of ~{batch_ns / 1e6:g} ms){scaling_note}; each figure is the best round.",
+            *([cap_note] if cap_note else []),
             "",
             "Cells: time per emit (or per unit), and in parentheses the ratio to the floor "
             "(the same handlers called from a bare compiled loop).  "
