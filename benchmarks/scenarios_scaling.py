@@ -47,6 +47,7 @@ registry can go below.
 from __future__ import annotations
 
 import collections
+import gc
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
@@ -108,9 +109,9 @@ class _Ring:
     __slots__ = ("emitter", "on", "off", "registered", "spare")
 
     def __init__(self, adapter: Adapter, pool: List[Any], n: int) -> None:
-        self.emitter = adapter.new({EVENT: 1})
-        self.on: Call = adapter.op(self.emitter, EVENT, "on")
-        self.off: Call = adapter.op(self.emitter, EVENT, "off")
+        self.emitter: Any = adapter.new({EVENT: 1})
+        self.on: Any = adapter.op(self.emitter, EVENT, "on")
+        self.off: Any = adapter.op(self.emitter, EVENT, "off")
         self.registered: Deque[Any] = collections.deque(pool[:n])
         self.spare: Deque[Any] = collections.deque(pool[n:])
 
@@ -224,7 +225,21 @@ _cache: Dict[str, Any] = {"size": None, "pools": None, "fixtures": {}}
 
 def release() -> None:
     """Drop the emitters and handlers built so far."""
+    fixtures: Dict[str, _Fixture] = _cache["fixtures"]
+    pools = _cache["pools"]
     _cache.update(size=None, pools=None, fixtures={})
+    if not fixtures:
+        return
+    # The emitters go first, while the handlers are still alive: were a
+    # handler freed while an emitter still held a weak reference to it
+    # (psygnal does, and its signals are in reference cycles, so only the
+    # collector frees them), its callback would remove it, scanning the slots
+    # each time (8 s for psygnal at 30k handlers).
+    for fixture in fixtures.values():
+        for ring in fixture.rings:
+            ring.emitter = ring.on = ring.off = None
+    gc.collect()
+    del fixtures, pools
 
 
 def _pools(n: int) -> List[List[Any]]:
