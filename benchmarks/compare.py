@@ -1,7 +1,8 @@
 """Side-by-side comparison of every implementation, in one process.
 
     python benchmarks/compare.py [--quick] [--rounds N] [--batch-ms MS]
-                                 [--only NAME[,NAME...]] [--output DIR] [--no-plot]
+                                 [--only NAME[,NAME...]] [--max-handlers N]
+                                 [--output DIR] [--no-plot]
 
 (``scripts/bench.sh`` does the set-up and runs this.)  Run it as a script,
 not with ``python -m``: the source tree must not shadow the installed
@@ -17,10 +18,15 @@ short interleaved batches is the estimate they disturb least (timeit's
 advice); results.json keeps the medians, the medians of per-round ratios
 and, with --raw, every round.
 
-Prints a Markdown table and the targets of issue 3 (met or missed), writes
-``results.md``, ``results.json`` and ``fanout.png`` (ns per emit against
-fan-out, log scales) to ``benchmarks/results/`` (a partial run: ``build/bench-results/``;
-or ``--output``).
+Prints a Markdown table and the targets of issues 3 and 10 (met or missed),
+writes ``results.md``, ``results.json``, ``fanout.png`` (ns per emit against
+fan-out, log scales) and ``scaling.png`` (ns per ``on``/``off`` against the
+number of handlers registered, log scales) to ``benchmarks/results/`` (a
+partial run: ``build/bench-results/``; or ``--output``).
+
+The registration-scaling scenarios (``scenarios_scaling.py``, ``scale-*``)
+build emitters with up to 100,000 handlers; ``--max-handlers N`` leaves out
+the sizes above N (a quick run stops at 1,000 unless told otherwise).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import random
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
@@ -47,6 +53,10 @@ import implementations  # noqa: E402
 import scenarios  # noqa: E402
 
 FLOOR = "floor"
+#: A quick run's largest registration-scaling size (unless --max-handlers).
+QUICK_MAX_HANDLERS = 1000
+#: Rounds an implementation always gets, whatever a scenario's time budget.
+MIN_ROUNDS = 5
 ORDER = ["floor", "compiled", "pure", "livekit", "psygnal", "pyee", "blinker"]
 LABELS = {
     "floor": "floor",
@@ -150,11 +160,17 @@ def measure_time(
             for key, runner in runners.items():  # warm up (specialisation, caches)
                 runner.ns_per_unit(sizes[key])
             samples: Dict[str, List[float]] = {key: [] for key in runners}
+            spent = {key: 0.0 for key in runners}
+            budget = scenario.max_seconds
             keys = list(runners)
-            for _ in range(rounds):
+            for i in range(rounds):
                 rng.shuffle(keys)
                 for key in keys:
+                    if budget is not None and i >= MIN_ROUNDS and spent[key] > budget:
+                        continue  # this implementation has had its share
+                    t0 = time.perf_counter()
                     samples[key].append(runners[key].ns_per_unit(sizes[key]))
+                    spent[key] += time.perf_counter() - t0
     finally:
         for case in cases.values():
             if case.cleanup is not None:
@@ -165,7 +181,9 @@ def measure_time(
             "ns": min(values),
             "median_ns": statistics.median(values),
             "iterations_per_batch": sizes[key],
+            "rounds": len(values),
             "rounds_ns": [round(v, 2) for v in values],
+            **cases[key].info,
         }
         if key != FLOOR:
             entry["x_floor"] = _ratio(samples, key, FLOOR)
@@ -219,6 +237,8 @@ def fmt_x(x: Optional[float], digits: int = 2) -> str:
         return f"{x:.0f}×"
     if x >= 10:
         return f"{x:.1f}×"
+    if x < 0.01:
+        return f"{x:.2g}×"  # not 0.00×: a core thousands of times slower than livekit's
     return f"{x:.{digits}f}×"
 
 
@@ -342,7 +362,247 @@ def targets(results: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
             out.append(
                 (f"{name}: memory per emitter no larger than livekit's", "not measured", None)
             )
+    out += scaling_targets(results)
     return out
+
+
+# -- registration scaling (issue 10) ---------------------------------------------------
+
+#: Per-operation cost at SCALING_TOP handlers at most SCALING_LIMIT times that
+#: at SCALING_BASE; compiled at most SCALING_LIMIT times livekit's at every size.
+SCALING_LIMIT = 2.0
+SCALING_BASE = 100
+SCALING_TOP = 100_000
+
+
+def _scaling_module() -> Any:
+    # Imported once load_extra_scenarios() has, so that the scenario order is
+    # the registry's (extra modules in file-name order).
+    import scenarios_scaling
+
+    return scenarios_scaling
+
+
+def scaling_results(results: Dict[str, Dict[str, Any]]) -> Dict[Tuple[str, int], Dict[str, Any]]:
+    """``(mode, handlers) -> result`` of the registration-scaling scenarios measured."""
+    out = {}
+    for res in results.values():
+        params = res.get("params", {})
+        if res.get("kind") == "time" and "handlers" in params and "mode" in params:
+            out[(params["mode"], params["handlers"])] = res
+    return out
+
+
+def _ns(res: Optional[Dict[str, Any]], key: str) -> Optional[float]:
+    entry = (res or {}).get("impl", {}).get(key)
+    return entry["ns"] if entry else None
+
+
+def scaling_targets(results: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional[bool]]]:
+    """(target, measured, met) for issue 10's registration-scaling targets."""
+    sc = _scaling_module()
+    data = scaling_results(results)
+    top, base = sc.size_label(SCALING_TOP), sc.size_label(SCALING_BASE)
+    sizes = sorted({n for _, n in data})
+    largest = f" (largest size measured: {sc.size_label(sizes[-1])})" if sizes else ""
+    rows: List[Tuple[str, str, Optional[bool]]] = []
+    for key, who in (("compiled", "compiled"), ("pure", "pure twin")):
+        parts, missing, met = [], [], True
+        for mode in sc.MODES:
+            at_top, at_base = (
+                _ns(data.get((mode, SCALING_TOP)), key),
+                _ns(data.get((mode, SCALING_BASE)), key),
+            )
+            if at_top is None or at_base is None:
+                missing.append(mode)
+                continue
+            x = at_top / at_base
+            parts.append(f"{mode} {fmt_x(x)}")
+            met = met and x <= SCALING_LIMIT
+        measured = ", ".join(parts) if parts else "not measured" + largest
+        if parts and missing:
+            measured += f" ({', '.join(missing)} not measured)"
+        rows.append(
+            (
+                f"{who}: each registration operation's cost at {top} handlers ≤ "
+                f"{SCALING_LIMIT:g}× its cost at {base} (on, off oldest, off newest, rotation)",
+                measured,
+                met if parts else None,
+            )
+        )
+    worst, where, measured_sizes = None, "", set()
+    for (mode, n), res in data.items():
+        x = res.get("compiled_per_livekit")
+        if x is None:
+            continue
+        measured_sizes.add(n)
+        if worst is None or x > worst:
+            worst, where = x, f"{mode} at {sc.size_label(n)}"
+    missing_sizes = [sc.size_label(n) for n in sc.SIZES if n not in measured_sizes]
+    if worst is None:
+        measured = "not measured"
+    else:
+        measured = f"slowest {fmt_x(worst)} livekit's ({where})" + (
+            f" (sizes {', '.join(missing_sizes)} not measured)" if missing_sizes else ""
+        )
+    rows.append(
+        (
+            f"compiled registration operations ≤ {SCALING_LIMIT:g}× livekit's class at every "
+            f"size ({', '.join(sc.size_label(n) for n in sc.SIZES)} handlers)",
+            measured,
+            None if worst is None else worst <= SCALING_LIMIT,
+        )
+    )
+    return rows
+
+
+def scaling_information(results: Dict[str, Dict[str, Any]]) -> List[str]:
+    """Figures reported without a target: the pure twin against livekit's class."""
+    sc = _scaling_module()
+    data = scaling_results(results)
+    ratios = []
+    for (mode, n), res in sorted(data.items(), key=lambda item: item[0][1]):
+        pure, livekit = _ns(res, "pure"), _ns(res, "livekit")
+        if pure is not None and livekit is not None:
+            ratios.append((pure / livekit, f"{mode} at {sc.size_label(n)}"))
+    if not ratios:
+        return []
+    worst, best = max(ratios), min(ratios)
+    return [
+        f"pure twin's registration operations against livekit's class (no target): from "
+        f"{fmt_x(best[0])} livekit's time ({best[1]}) to {fmt_x(worst[0])} ({worst[1]})"
+    ]
+
+
+def scaling_table(results: Dict[str, Dict[str, Any]]) -> str:
+    """Per size: ns per on and per off (oldest), and the set-up time, for compiled,
+    pure twin and livekit."""
+    data = scaling_results(results)
+    sizes = sorted({n for _, n in data})
+    if not sizes:
+        return ""
+    keys = ["compiled", "pure", "livekit"]
+    head = ["handlers"]
+    for key in keys:
+        head += [f"{LABELS[key]} on", f"{LABELS[key]} off"]
+    head += ["set-up: " + " / ".join(LABELS[k] for k in keys)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in sizes:
+        cells = [f"{n:,}"]
+        for key in keys:
+            for mode in ("on", "off"):
+                ns = _ns(data.get((mode, n)), key)
+                cells.append(fmt_ns(ns) if ns is not None else "–")
+        setups = []
+        for key in keys:
+            setup = next(
+                (
+                    res["impl"][key]["setup_s"]
+                    for (mode, size), res in data.items()
+                    if size == n and "setup_s" in res["impl"].get(key, {})
+                ),
+                None,
+            )
+            setups.append("–" if setup is None else _fmt_seconds(setup))
+        cells.append(" / ".join(setups))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.1f} s"
+    return f"{seconds * 1e3:.1f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} µs"
+
+
+def plot_scaling(
+    results: Dict[str, Dict[str, Any]], path: str, machine: Dict[str, Any]
+) -> Optional[str]:
+    """ns per operation against handlers, log-log: on (left), off (right; oldest
+    solid, newest dotted), one colour per implementation."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        return f"matplotlib not installed ({exc}): no scaling plot"
+    data = scaling_results(results)
+    sizes = sorted({n for _, n in data})
+    if len(sizes) < 2:
+        return "fewer than two registration-scaling sizes measured: no scaling plot"
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.5), sharey=True)
+    colours = {key: f"C{i}" for i, key in enumerate(k for k in ORDER if k != FLOOR)}
+    colours[FLOOR] = "black"
+    panels = (
+        (left, (("on", "-"),), "on: register a new handler"),
+        (
+            right,
+            (("off", "-"), ("off-newest", ":")),
+            "off: remove the oldest (solid) or the newest (dotted)",
+        ),
+    )
+    for ax, modes, title in panels:
+        for key in ORDER:
+            for mode, linestyle in modes:
+                xs, ys = [], []
+                for n in sizes:
+                    ns = _ns(data.get((mode, n)), key)
+                    if ns is not None:
+                        xs.append(n)
+                        ys.append(ns)
+                if not xs:
+                    continue
+                label = LABELS[key] if linestyle == "-" else None
+                ax.plot(
+                    xs,
+                    ys,
+                    color=colours[key],
+                    linestyle="--" if key == FLOOR else linestyle,
+                    marker="s" if key == FLOOR else "o",
+                    markersize=4,
+                    label=label,
+                )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("handlers registered on the event")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    left.set_ylabel("ns per operation (best of interleaved rounds)")
+    left.legend(fontsize=8)
+    fig.suptitle(
+        f"registration scaling: {machine['cpu']}, {machine['cores']} cores, "
+        f"{machine['implementation']} {machine['python']} ({machine['date']})",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def scaling_report(results: Dict[str, Dict[str, Any]]) -> List[str]:
+    """The registration-scaling section of results.md (empty if none measured)."""
+    text = scaling_table(results)
+    if not text:
+        return []
+    sc = _scaling_module()
+    several = [
+        f"{sc.size_label(n)} handlers on {sc.layout(n)[0]} emitters"
+        for n in sorted({n for _, n in scaling_results(results)})
+        if sc.layout(n)[0] > 1
+    ]
+    return [
+        "Registration scaling (`scale-*`, issue 10): ns per operation with that many "
+        "handlers on one event, best round; `off` removes the oldest handler (the table "
+        "above also has `off-newest` and `rotate`); set-up: registering the handlers with "
+        "`on`, once per implementation and size"
+        + (f" ({', '.join(several)})" if several else "")
+        + ".",
+        "",
+        text,
+        "",
+    ]
 
 
 def targets_markdown(rows: List[Tuple[str, str, Optional[bool]]]) -> str:
@@ -410,6 +670,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="results directory (default: benchmarks/results for a full run; build/bench-results "
         "for --quick or --only, so a partial run never replaces the committed results)",
     )
+    parser.add_argument(
+        "--max-handlers",
+        type=int,
+        help="registration scaling: leave out the sizes above N handlers "
+        f"(default: none, quick {QUICK_MAX_HANDLERS})",
+    )
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--seed", type=int, default=0, help="seed of the round order shuffle")
     parser.add_argument(
@@ -455,17 +721,37 @@ def main(argv: Optional[List[str]] = None) -> int:
         selected = [n for n in selected if any(fnmatch.fnmatch(n, p) for p in patterns)]
     if args.quick:
         selected = [n for n in selected if not scenarios.SCENARIOS[n].full_only]
+    max_handlers = args.max_handlers
+    cap_note = ""
+    if max_handlers is None and args.quick:
+        max_handlers = QUICK_MAX_HANDLERS
+    if max_handlers is not None:
+        dropped = [
+            n for n in selected if scenarios.SCENARIOS[n].params.get("handlers", 0) > max_handlers
+        ]
+        selected = [n for n in selected if n not in dropped]
+        if dropped:
+            cap_note = (
+                f"Registration scaling: sizes above {max_handlers:,} handlers left out "
+                f"({'quick run' if args.max_handlers is None else '--max-handlers'}): "
+                f"{', '.join(dropped)}."
+            )
+            print(cap_note + "\n")
     rng = random.Random(args.seed)
     available = [a for a in adapters if a.available]
     results: Dict[str, Dict[str, Any]] = {}
+    setups_shown: Set[Tuple[str, int]] = set()
     for name in selected:
         scenario = scenarios.SCENARIOS[name]
         t0 = time.perf_counter()
         if scenario.kind == "memory":
             results[name] = measure_memory(scenario, available)
         else:
+            scenario_rounds = rounds
+            if scenario.rounds is not None and args.rounds is None:
+                scenario_rounds = min(rounds, scenario.rounds)
             results[name] = measure_time(
-                scenario, available, floor, rounds=rounds, batch_ns=batch_ns, rng=rng
+                scenario, available, floor, rounds=scenario_rounds, batch_ns=batch_ns, rng=rng
             )
         for a in adapters:
             if not a.available:
@@ -480,8 +766,20 @@ def main(argv: Optional[List[str]] = None) -> int:
             if compiled
             else "–"
         )
+        slow_setups = [  # each size's emitters are built once, by its first scenario
+            f"{LABELS.get(key, key)} {_fmt_seconds(entry['setup_s'])}"
+            for key, entry in results[name]["impl"].items()
+            if entry.get("setup_s", 0) >= 0.5 and (key, entry["handlers"]) not in setups_shown
+        ]
+        setups_shown.update(
+            (key, entry["handlers"])
+            for key, entry in results[name]["impl"].items()
+            if "setup_s" in entry
+        )
         print(
-            f"  {name:20} compiled {summary:28} [{time.perf_counter() - t0:.1f} s]", file=sys.stderr
+            f"  {name:20} compiled {summary:28} [{time.perf_counter() - t0:.1f} s]"
+            + (f" (set-up: {', '.join(slow_setups)})" if slow_setups else ""),
+            file=sys.stderr,
         )
     if not args.raw:
         for res in results.values():
@@ -494,15 +792,36 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     present = sorted({k for r in results.values() for k in r["impl"]} | {FLOOR}, key=ORDER.index)
     rows = targets(results)
+    information = scaling_information(results)
     notes = sorted(
         {f"{LABELS.get(k, k)}: {why}" for r in results.values() for k, why in r["skipped"].items()}
     )
-    command = "python benchmarks/compare.py" + (" --quick" if args.quick else "")
+    command = (
+        "python benchmarks/compare.py"
+        + (" --quick" if args.quick else "")
+        + (f" --max-handlers {args.max_handlers}" if args.max_handlers is not None else "")
+    )
+    scaling_rounds = sorted(
+        {
+            entry["rounds"]
+            for res in scaling_results(results).values()
+            for entry in res["impl"].values()
+        }
+    )
+    scaling_note = (
+        f"; registration scaling: {scaling_rounds[0]}"
+        + (f"–{scaling_rounds[-1]}" if len(scaling_rounds) > 1 else "")
+        + " rounds (fewer for an implementation once its rounds of a scenario passed "
+        "its time budget)"
+        if scaling_rounds
+        else ""
+    )
     report = "\n".join(
         [
             f"Machine: {describe_machine(machine)}.  ",
             f"Run: `{command}`, {machine['date']}, {rounds} interleaved rounds per scenario "
-            f"(batches of ~{batch_ns / 1e6:g} ms); each figure is the best round.",
+            f"(batches of ~{batch_ns / 1e6:g} ms){scaling_note}; each figure is the best round.",
+            *([cap_note] if cap_note else []),
             "",
             "Cells: time per emit (or per unit), and in parentheses the ratio to the floor "
             "(the same handlers called from a bare compiled loop).  "
@@ -511,10 +830,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             "",
             table(results, present),
             "",
-            "Targets (issue 3):",
+            *scaling_report(results),
+            "Targets (issues 3 and 10):",
             "",
             targets_markdown(rows),
             "",
+            *[f"For information: {line}.  " for line in information],
+            *([""] if information else []),
             "Skipped:",
             "",
             *[f"- {n}" for n in notes],
@@ -534,18 +856,23 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "versions": {a.key: (a.version if a.available else None) for a in adapters},
                 "results": results,
                 "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in rows],
+                "information": information,
             },
             f,
             indent=1,
             ensure_ascii=False,
         )
+    plots = []
     if not args.no_plot:
-        problem = plot(results, os.path.join(args.output, "fanout.png"), machine)
-        if problem:
-            print(problem, file=sys.stderr)
+        for filename, draw in (("fanout.png", plot), ("scaling.png", plot_scaling)):
+            problem = draw(results, os.path.join(args.output, filename), machine)
+            if problem:
+                print(problem, file=sys.stderr)
+            else:
+                plots.append(filename)
     print(
         f"\nwrote {args.output}/results.md, results.json"
-        + ("" if args.no_plot else ", fanout.png")
+        + "".join(f", {name}" for name in plots)
         + f" in {time.perf_counter() - started:.0f} s",
         file=sys.stderr,
     )

@@ -9,8 +9,10 @@ implementations one after another.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+import time
 from typing import Any, Callable, Dict, List
 
 import pytest
@@ -28,6 +30,15 @@ scenarios.load_extra_scenarios()
 
 #: Parametrisation ids: the floor, then every adapter (skipped when absent).
 IMPLEMENTATIONS: List[str] = ["floor"] + [a.key for a in implementations.ADAPTERS()]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--max-handlers",
+        type=int,
+        default=None,
+        help="registration scaling (test_bench_scaling.py): skip the sizes above N handlers",
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> List[str]:
@@ -96,7 +107,18 @@ def run_benchmark(benchmark: Any, scenario: scenarios.Scenario, impl: str, floor
             unit=scenario.unit,
             per_iteration=case.per_iteration,
         )
-        if case.call is not None:
+        if case.prepare is not None:
+            # The body changes state: each round is one iteration, with
+            # prepare() run untimed before it (as compare.py's harness does).
+            step = step_function(case)
+            case.prepare()
+            started = time.perf_counter()
+            step()
+            once = max(time.perf_counter() - started, 1e-6)
+            max_time = getattr(benchmark, "_max_time", 1.0)  # --benchmark-max-time
+            rounds = min(max(math.ceil(max_time / once), 5), 10_000)
+            benchmark.pedantic(step, setup=case.prepare, rounds=rounds, warmup_rounds=1)
+        elif case.call is not None:
             fn, args = case.call
             benchmark(fn, *args)
         else:

@@ -5,6 +5,11 @@ A ``Case`` (scenarios.py) becomes a compiled loop ``for _ in repeat(None, n):
 same small cost to every implementation.  ``precheck`` runs the body once
 under a profiler hook and counts the calls to the benchmark handlers: an
 adapter that silently called nothing (or called twice) fails before timing.
+
+A case with a ``prepare`` step (a body that changes state, such as the
+registration-scaling chunks) is timed one iteration at a time instead:
+``prepare()`` runs untimed before each iteration, and only the body is inside
+the timer.
 """
 
 from __future__ import annotations
@@ -51,21 +56,37 @@ class Runner:
         names = sorted(case.namespace)
         body = textwrap.indent(case.body, " " * 8)
         params = "".join(f", {name}" for name in names)
-        source = (
-            f"def _bench(_n, _timer, _repeat{params}):\n"
-            f"    _t0 = _timer()\n"
-            f"    for _ in _repeat(None, _n):\n"
-            f"{body}\n"
-            f"    return _timer() - _t0\n"
-        )
+        if case.prepare is None:
+            source = (
+                f"def _bench(_n, _timer, _repeat, _prepare{params}):\n"
+                f"    _t0 = _timer()\n"
+                f"    for _ in _repeat(None, _n):\n"
+                f"{body}\n"
+                f"    return _timer() - _t0\n"
+            )
+        else:
+            # Only the body is timed; prepare() (undoing the last iteration's
+            # changes, planning the next) runs between the timer reads.
+            source = (
+                f"def _bench(_n, _timer, _repeat, _prepare{params}):\n"
+                f"    _total = 0\n"
+                f"    for _ in _repeat(None, _n):\n"
+                f"        _prepare()\n"
+                f"        _t0 = _timer()\n"
+                f"{body}\n"
+                f"        _total += _timer() - _t0\n"
+                f"    return _total\n"
+            )
         scope: Dict[str, Any] = {}
         exec(compile(source, f"<bench {case.body[:40]!r}>", "exec"), scope)
         self._bench = scope["_bench"]
         self._args = [case.namespace[name] for name in names]
+        self._prepare = case.prepare
 
     def run(self, n: int) -> int:
-        """Run ``n`` iterations; elapsed nanoseconds."""
-        return self._bench(n, time.perf_counter_ns, itertools.repeat, *self._args)
+        """Run ``n`` iterations; elapsed nanoseconds (of the bodies only, for a
+        case with a ``prepare`` step)."""
+        return self._bench(n, time.perf_counter_ns, itertools.repeat, self._prepare, *self._args)
 
     def ns_per_unit(self, n: int) -> float:
         return self.run(n) / (n * self.case.per_iteration)
@@ -81,17 +102,22 @@ class Runner:
 
 
 def precheck(case: Case, label: str) -> None:
-    """Run one iteration and check the handler calls it made."""
-    if case.expected_calls is None:
-        Runner(case).run(1)
-        return
+    """Run one iteration and check the handler calls it made, then the case's
+    own ``check`` (that the state it changed is what it should be)."""
     runner = Runner(case)
-    calls = count_handler_calls(lambda: runner.run(1))
-    if calls != case.expected_calls:
-        raise PrecheckError(
-            f"{label}: one iteration called the handlers {calls} times, "
-            f"expected {case.expected_calls}: the adapter is not doing the work timed"
-        )
+    if case.expected_calls is None:
+        runner.run(1)
+    else:
+        calls = count_handler_calls(lambda: runner.run(1))
+        if calls != case.expected_calls:
+            raise PrecheckError(
+                f"{label}: one iteration called the handlers {calls} times, "
+                f"expected {case.expected_calls}: the adapter is not doing the work timed"
+            )
+    if case.check is not None:
+        problem = case.check()
+        if problem:
+            raise PrecheckError(f"{label}: {problem}: the adapter is not doing the work timed")
 
 
 class gc_paused:

@@ -116,6 +116,11 @@ class Adapter:
         fn, prefix, keywords = self.op(emitter, event, "emit")
         fn(*prefix, *args, **keywords)
 
+    def listeners(self, emitter: Any, event: Any) -> List[Callable[..., Any]]:
+        """The handlers registered for ``event``, in call order (to check that
+        the operations timed did their work)."""
+        raise NotImplementedError
+
     def skip_reason(
         self,
         *,
@@ -153,6 +158,9 @@ class _NamedEmitterAdapter(Adapter):
     def op(self, emitter: Any, event: Any, name: str) -> Op:
         method = self.off_method if name == "off" else name
         return getattr(emitter, method), (event,), {}
+
+    def listeners(self, emitter: Any, event: Any) -> List[Callable[..., Any]]:
+        return list(emitter.listeners(event))
 
 
 class CompiledAdapter(_NamedEmitterAdapter):
@@ -219,6 +227,9 @@ class LivekitAdapter(_NamedEmitterAdapter):
         self.cls = cls
         self.version = _version("livekit")
 
+    def listeners(self, emitter: Any, event: Any) -> List[Callable[..., Any]]:
+        return list(emitter._events.get(event, ()))  # it has no public accessor
+
 
 class PyeeAdapter(_NamedEmitterAdapter):
     key = "pyee"
@@ -255,6 +266,9 @@ class PsygnalAdapter(Adapter):
         signal = emitter[event]
         return {"on": signal.connect, "off": signal.disconnect, "emit": signal.emit}[name], (), {}
 
+    def listeners(self, emitter: Any, event: Any) -> List[Callable[..., Any]]:
+        return [slot.dereference() for slot in emitter[event]._slots]
+
 
 class BlinkerAdapter(Adapter):
     key = "blinker"
@@ -274,6 +288,9 @@ class BlinkerAdapter(Adapter):
         if name == "on":
             return signal.connect, (), {"weak": False}  # strong, like the others
         return {"off": signal.disconnect, "emit": signal.send}[name], (), {}
+
+    def listeners(self, emitter: Any, event: Any) -> List[Callable[..., Any]]:
+        return list(emitter[event].receivers.values())  # strong references (weak=False)
 
 
 _ADAPTER_CLASSES = (

@@ -84,6 +84,15 @@ class Case:
     note: str = ""
     #: Run after timing (unsubscribe, restore logging, ...).
     cleanup: Optional[Callable[[], None]] = None
+    #: For a body that changes state: run untimed before each iteration (the
+    #: harness then times each iteration on its own).  Every prepare() is
+    #: followed by exactly one run of the body.
+    prepare: Optional[Callable[[], None]] = None
+    #: Run by the precheck after its iteration: a description of what is
+    #: wrong with the state the body left, or None.
+    check: Optional[Callable[[], Optional[str]]] = None
+    #: Extra figures for results.json (set-up time, sizes...).
+    info: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -103,6 +112,12 @@ class Scenario:
     measure: Optional[Callable[[Adapter], float]] = None
     #: Only in the full run (compare.py --quick leaves it out).
     full_only: bool = False
+    #: Interleaved rounds of a full run, if not the run's default (compare.py
+    #: --rounds overrides it).
+    rounds: Optional[int] = None
+    #: Stop giving an implementation rounds once they have taken this many
+    #: seconds (after the first 5): bounds a slow implementation's share of the run.
+    max_seconds: Optional[float] = None
 
     @property
     def kind(self) -> str:

@@ -10,6 +10,7 @@
 #   bash scripts/bench.sh                 # full comparison (a few minutes)
 #   bash scripts/bench.sh --quick         # smoke run (writes build/bench-results/)
 #   bash scripts/bench.sh [compare.py options...]   e.g. --only 'fanout-*' --rounds 81
+#                                   or --max-handlers 30000 (registration-scaling sizes)
 #   bash scripts/bench.sh pytest [pytest args...]   # the pytest-benchmark suites instead
 #
 # PYTHON picks the interpreter (default: python3).  REUSE_VENV=1 keeps an
