@@ -441,15 +441,26 @@ cdef extern from *:
         uint32_t flags;
     } lke_slot;
 
+    /* An index entry: a slot position (or EMPTY, DUMMY) and bits of its key's
+       hash, so that a probe reads the slot only when they match (at 100k
+       handlers, each slot read is a cache miss). */
+    typedef struct {
+        int32_t pos;
+        uint32_t tag;
+    } lke_entry;
+
+    #define LKE_TAG(hash) ((uint32_t)((uint64_t)(hash) >> 32) ^ (uint32_t)(hash))
+
     typedef struct {
         PyObject_HEAD
         lke_slot *slots;      /* [0, count): in call order, dead ones included */
-        int32_t *index;       /* NULL, or index_mask + 1 slot positions, EMPTY or DUMMY */
+        lke_entry *index;     /* NULL, or index_mask + 1 entries */
         uint32_t index_mask;
         uint32_t index_fill;  /* index entries that are not EMPTY */
         int32_t count, capacity, live, dead;
         int32_t unreleased;   /* dead slots still holding their callback */
         int32_t walkers;      /* emits (and listeners calls) walking the slots */
+        int32_t lookups;      /* lookups comparing keys (running Python code) */
         size_t layout;        /* bumped when slots move or the index is remade */
         int64_t since;        /* when it last got a live slot while it had none */
     } lke_handlers;
@@ -507,6 +518,7 @@ cdef extern from *:
         h->index_mask = 0;
         h->index_fill = 0;
         h->count = h->capacity = h->live = h->dead = h->unreleased = h->walkers = 0;
+        h->lookups = 0;
         h->layout = 0;
         h->since = 0;
         PyObject_GC_Track(h);
@@ -514,9 +526,11 @@ cdef extern from *:
     }
 
     /* -- the index: positions of live slots, open addressing, linear probing.
-       As in CPython's dicts, a removal leaves DUMMY (probes go on past it) and
-       an insertion takes the first EMPTY place: an entry never moves to a
-       place a lookup has already passed (rule 3). -- */
+       As in CPython's dicts, a removal leaves DUMMY (probes go on past it).
+       An insertion takes the first EMPTY place while a lookup is comparing
+       keys (`lookups`), so that no entry lands where a lookup has already
+       passed (rule 3); otherwise it may reuse a DUMMY, which keeps steady
+       churn from filling the table. -- */
 
     #define LKE_EMPTY (-1)
     #define LKE_DUMMY (-2)
@@ -528,20 +542,23 @@ cdef extern from *:
 
     static void lke_index_put(lke_handlers *h, int32_t pos) {
         uint32_t i = lke_home(h, h->slots[pos].hash);
-        while (h->index[i] != LKE_EMPTY)
+        int32_t free_below = h->lookups ? LKE_DUMMY + 1 : LKE_DUMMY;  /* EMPTY, or DUMMY too */
+        while (h->index[i].pos >= 0 || h->index[i].pos < free_below)
             i = (i + 1) & h->index_mask;
-        h->index[i] = pos;
-        h->index_fill++;
+        if (h->index[i].pos == LKE_EMPTY)
+            h->index_fill++;
+        h->index[i].pos = pos;
+        h->index[i].tag = LKE_TAG(h->slots[pos].hash);
     }
 
     static void lke_index_remove(lke_handlers *h, int32_t pos) {
         uint32_t i = lke_home(h, h->slots[pos].hash);
         for (uint32_t n = 0; n <= h->index_mask; n++) {
-            if (h->index[i] == pos) {
-                h->index[i] = LKE_DUMMY;
+            if (h->index[i].pos == pos) {
+                h->index[i].pos = LKE_DUMMY;
                 return;
             }
-            if (h->index[i] == LKE_EMPTY)
+            if (h->index[i].pos == LKE_EMPTY)
                 return;  /* not indexed (cannot happen; harmless) */
             i = (i + 1) & h->index_mask;
         }
@@ -558,12 +575,12 @@ cdef extern from *:
         h->layout++;
         if (h->live <= LKE_SMALL)
             return;
-        while (size < (uint32_t)h->live * 3u && size < (1u << 30))
+        while (size < (uint32_t)h->live * 3u && size < (1u << 28))
             size <<= 1;
-        h->index = (int32_t *)PyMem_Malloc(size * sizeof(int32_t));
+        h->index = (lke_entry *)PyMem_Malloc(size * sizeof(lke_entry));
         if (h->index == NULL)
             return;
-        memset(h->index, 0xff, size * sizeof(int32_t));  /* all LKE_EMPTY */
+        memset(h->index, 0xff, size * sizeof(lke_entry));  /* all LKE_EMPTY */
         h->index_mask = size - 1;
         for (int32_t i = 0; i < h->count; i++)
             if (!(h->slots[i].flags & LKE_DEAD))
@@ -688,13 +705,18 @@ cdef extern from *:
     }
 
     /* Drops dead slots (no walk may be in progress), releasing their
-       callbacks into `r`.  Leaves everything as it was if `r` can't grow. */
+       callbacks into `r`.  Leaves everything as it was if `r` can't grow.
+       The index keeps its entries, each moved to its slot's new position
+       (a pass over the table in order, instead of re-inserting every slot
+       at random: at 100k handlers that is most of the cost). */
     static void lke_compact(lke_handlers *h, lke_release *r) {
-        int32_t i, j = 0;
+        int32_t i, j = 0, *moved = NULL;
         if (h->walkers != 0 || h->dead == 0)
             return;
         if (lke_release_reserve(r, h->unreleased) < 0)
             return;
+        if (h->index != NULL && h->live > LKE_SMALL && h->index_mask + 1u <= 8u * (uint32_t)h->live)
+            moved = (int32_t *)PyMem_Malloc((size_t)h->count * sizeof(int32_t));
         for (i = 0; i < h->count; i++) {
             lke_slot *slot = &h->slots[i];
             if (slot->flags & LKE_DEAD) {
@@ -702,6 +724,8 @@ cdef extern from *:
                     r->items[r->n++] = slot->callback;
                 continue;
             }
+            if (moved != NULL)
+                moved[i] = j;
             if (i != j)
                 h->slots[j] = *slot;
             j++;
@@ -710,19 +734,26 @@ cdef extern from *:
         h->dead = 0;
         h->unreleased = 0;
         h->layout++;
-        if (h->capacity > 8 && j < h->capacity / 4) {
+        if (j == 0) {
+            PyMem_Free(h->slots);
+            h->slots = NULL;
+            h->capacity = 0;
+        } else if (h->capacity > 8 && j < h->capacity / 4) {
             int32_t capacity = h->capacity / 2;
             lke_slot *slots = (lke_slot *)PyMem_Realloc(h->slots, (size_t)capacity * sizeof(lke_slot));
             if (slots != NULL) {
                 h->slots = slots;
                 h->capacity = capacity;
             }
-        } else if (j == 0) {
-            PyMem_Free(h->slots);
-            h->slots = NULL;
-            h->capacity = 0;
         }
-        lke_index_rebuild(h);
+        if (moved == NULL) {
+            lke_index_rebuild(h);  /* none, a new one, or a smaller one */
+            return;
+        }
+        for (uint32_t k = 0; k <= h->index_mask; k++)
+            if (h->index[k].pos >= 0)
+                h->index[k].pos = moved[h->index[k].pos];
+        PyMem_Free(moved);
     }
 
     /* After a removal: compact once the dead slots outnumber the live ones
@@ -771,6 +802,10 @@ cdef extern from *:
         return result;
     }
     """
+    ctypedef struct lke_entry:
+        int32_t pos
+        uint32_t tag
+    uint32_t LKE_TAG(Py_hash_t hash) noexcept
     ctypedef struct lke_slot:
         PyObject *callback
         Py_hash_t hash
@@ -779,12 +814,13 @@ cdef extern from *:
         uint32_t flags
     ctypedef struct lke_handlers:
         lke_slot *slots
-        int32_t *index
+        lke_entry *index
         uint32_t index_mask
         int32_t count
         int32_t live
         int32_t dead
         int32_t walkers
+        int32_t lookups
         size_t layout
         int64_t since
     ctypedef struct lke_release:
@@ -839,18 +875,21 @@ cdef inline Py_ssize_t _next_candidate(lke_handlers *h, Py_hash_t key_hash, Py_s
     # The next slot position to look at for `key_hash`, or -1 when there is
     # none left: along the probe chain when the event has an index, else the
     # next slot.  Re-reads everything, so it may follow Python code (rule 3).
-    cdef Py_ssize_t pos
+    cdef lke_entry *entry
+    cdef uint32_t tag
     if h.index is NULL:
         if step[0] >= h.count:
             return -1
         step[0] += 1
         return step[0] - 1
+    tag = LKE_TAG(key_hash)
     while step[0] <= h.index_mask:
-        pos = h.index[(lke_home(h, key_hash) + step[0]) & h.index_mask]
+        entry = &h.index[(lke_home(h, key_hash) + step[0]) & h.index_mask]
         step[0] += 1
-        if pos >= 0:
-            return pos
-        if pos == -1:  # LKE_EMPTY: the end of the chain
+        if entry.pos >= 0:
+            if entry.tag == tag:
+                return entry.pos
+        elif entry.pos == -1:  # LKE_EMPTY: the end of the chain
             return -1
     return -1
 
@@ -876,7 +915,11 @@ cdef Py_ssize_t _find_on(object handlers, object key, Py_hash_t key_hash) except
                 continue
             if slot.callback is <PyObject *>key:
                 return pos
-            equal = _equal(<object>slot.callback, key)
+            h.lookups += 1
+            try:
+                equal = _equal(<object>slot.callback, key)
+            finally:
+                h.lookups -= 1
             if h.layout != layout:
                 break  # slots moved: start over
             if equal and not h.slots[pos].flags & LKE_DEAD:
@@ -967,8 +1010,12 @@ cdef int _find_all(object handlers, object key, Py_hash_t key_hash, lke_position
             if slot.hash != key_hash or slot.flags & LKE_DEAD:
                 continue
             stored = _key_of(slot)
-            equal = stored is key or _equal(stored, key)
-            stored = None
+            h.lookups += 1
+            try:
+                equal = stored is key or _equal(stored, key)
+                stored = None
+            finally:
+                h.lookups -= 1
             if h.layout != layout:
                 break  # slots moved: start over
             if equal:

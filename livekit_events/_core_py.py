@@ -268,10 +268,11 @@ _first_handler_order = itertools.count(1)  # next() is atomic
 class _Handlers:
     """The registrations of one event (see the module docstring)."""
 
-    __slots__ = ("registrations", "version", "snapshot", "since")
+    __slots__ = ("registrations", "version", "added", "snapshot", "since")
 
     def __init__(self) -> None:
         self.since = 0  # when it last got a handler while it had none
+        self.added = object()  # replaced by every registration (see off)
         self.registrations: Dict[Any, Registration] = {}
         self.version = object()  # replaced after every change
         self.snapshot: Tuple[object, Tuple[Registration, ...]] = _NO_SNAPSHOT
@@ -295,7 +296,7 @@ class _Handlers:
         registrations = self.registrations
         if registrations.setdefault(registration.key, registration) is not registration:
             return False  # already registered: keeps its first position
-        self.version = object()
+        self.version = self.added = object()
         if len(registrations) == 1:
             self.since = next(_first_handler_order)  # event_names() order
         return True
@@ -394,13 +395,24 @@ class EmitterCore:
         handlers = self.__livekit_events__.get(event)
         if handlers is None:
             return
-        if type(callback) is not OnceWrapper:  # (a wrapper removes only itself)
+        if type(callback) is OnceWrapper:  # a wrapper removes only itself
+            handlers.pop(callback)
+            return
+        probe = _Probe(callback)
+        for _ in range(2):
+            added = handlers.added
             # Pending once registrations first: if an __eq__ raises while
             # matching them, the on registration is still there.
-            probe = _Probe(callback)
             while handlers.pop(probe) is not None:
                 pass
-        handlers.pop(callback)
+            handlers.pop(callback)
+            # Python code run by the comparisons (an __eq__) may have
+            # registered callback again meanwhile: then go round once more
+            # (once: an __eq__ that registers every time must not loop us),
+            # so that off removes what that code registered, as the compiled
+            # core does (it compares every key before it removes any).
+            if handlers.added is added:
+                return
 
     def remove_all_listeners(self, event: Any = None) -> None:
         """Remove every handler of ``event``, or of every event if it is None."""
