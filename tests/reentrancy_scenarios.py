@@ -249,7 +249,8 @@ def lock_in_finalizer(core: Any, rounds: int) -> Dict[str, Any]:
     (the parent's timeout catches a hang; a watchdog here reports it)."""
     EventEmitter = emitter_class_for(core.EmitterCore)
     em, other = EventEmitter(), EventEmitter()
-    app_lock = threading.Lock()
+    # Re-entrant: the GC may run a finalizer in the thread that holds it.
+    app_lock = threading.RLock()
     stop = threading.Event()
     counts = {"finalizers": 0, "locked_ops": 0}
 
