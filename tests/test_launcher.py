@@ -71,7 +71,11 @@ def state():
 
 
 def child(queue):
-    queue.put(state())
+    try:
+        queue.put(state())
+    except BaseException as exc:  # reported, not waited for
+        queue.put({"error": repr(exc)})
+        raise
 
 
 def main():
@@ -80,7 +84,7 @@ def main():
         "argv": sys.argv[1:],
         "path0": os.path.realpath(sys.path[0]),
         "imported_before_livekit": before,
-        "loader": type(rtc.__spec__.loader).__name__,
+        "loader": [type(rtc.__loader__).__name__, type(rtc.__spec__.loader).__name__],
         "main": state(),
         "children": {},
     }
@@ -135,7 +139,7 @@ def test_script_runs_as_python_would_with_install_in_it_and_its_children(program
         "argv": [methods, "x"],
         "path0": os.path.realpath(program),
         "imported_before_livekit": False,
-        "loader": "SourceFileLoader",  # livekit.rtc keeps its own loader
+        "loader": ["SourceFileLoader"] * 2,  # livekit.rtc keeps its own loader
         "main": INSTALLED,
         "children": {method: INSTALLED for method in START_METHODS},
     }

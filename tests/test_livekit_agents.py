@@ -314,10 +314,14 @@ def _write_app(tmp_path: Path) -> None:
         + textwrap.dedent(
             """
             def job_entry(queue, with_app):
-                import livekit.agents  # first, as livekit-agents' job processes do
-                if with_app:
-                    import agent_app  # noqa: F401 - calls install()
-                queue.put(json.dumps(check()))
+                try:
+                    import livekit.agents  # first, as livekit-agents' job processes do
+                    if with_app:
+                        import agent_app  # noqa: F401 - calls install()
+                    queue.put(json.dumps(check()))
+                except BaseException as exc:  # reported, not waited for
+                    queue.put(json.dumps({"error": repr(exc)}))
+                    raise
             """
         )
     )
