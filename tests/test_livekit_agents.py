@@ -17,6 +17,7 @@ livekit.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import json
@@ -62,6 +63,15 @@ def _restore_livekit() -> Iterator[None]:
     yield
     livekit_events.uninstall()
     assert LkEmitter.__dict__["emit"] is ORIGINAL_EMIT
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """AgentSession takes the current event loop when it is given none (and
+    other tests leave none set): its own, closed afterwards."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
 
 
 class Frames:
@@ -156,23 +166,23 @@ def test_livekit_agents_utils_emitter_is_livekits_class() -> None:
     assert "emit" in AgentSession.__dict__  # the override that made install() refuse before
 
 
-def test_stock_livekit_runs_the_scenario_in_its_own_emit() -> None:
+def test_stock_livekit_runs_the_scenario_in_its_own_emit(loop: asyncio.AbstractEventLoop) -> None:
     """The reference: without install(), every emit is a frame of livekit's emit."""
-    got, frames = run_scenario(AgentSession())
+    got, frames = run_scenario(AgentSession(loop=loop))
     assert got == EXPECTED
     assert frames == {"livekit_emit": 6, "session_emit": 6}
 
 
 @pytest.mark.parametrize("core", CORES)
 def test_agent_session_on_once_decorators_and_emit_run_through_the_core(
-    core: str, monkeypatch: pytest.MonkeyPatch
+    core: str, monkeypatch: pytest.MonkeyPatch, loop: asyncio.AbstractEventLoop
 ) -> None:
     """AgentSession's emit override records the event and calls super().emit():
     after install() that is the core's (zero frames of livekit's emit), with
     the same handler results as stock livekit."""
     module = _core(core)
     _livekit._install(module)
-    session = AgentSession()
+    session = AgentSession(loop=loop)
     before = module.livekit_snapshot_count()
     reads: List[Any] = []
     real_signature = inspect.signature
@@ -193,8 +203,10 @@ def test_agent_session_on_once_decorators_and_emit_run_through_the_core(
 
 
 @pytest.mark.parametrize("core", CORES)
-def test_agent_session_created_before_install_is_covered(core: str) -> None:
-    session = AgentSession()
+def test_agent_session_created_before_install_is_covered(
+    core: str, loop: asyncio.AbstractEventLoop
+) -> None:
+    session = AgentSession(loop=loop)
     session.on("close", lambda: None)
     _livekit._install(_core(core))
     got, frames = run_scenario(session)
@@ -267,7 +279,7 @@ CHILD_CHECK = """
 def check():
     # Run in a child process: is install() active, and does AgentSession's
     # emit run livekit's own emit (its Python frames, found by file and name)?
-    import os, sys
+    import asyncio, os, sys
     import livekit_events
     from livekit.agents import AgentSession
     from livekit.agents.voice.events import CloseEvent
@@ -278,7 +290,7 @@ def check():
 
     frames = []
     got = []
-    session = AgentSession()
+    session = AgentSession(loop=asyncio.new_event_loop())
     session.on("close", lambda ev: got.append(ev.reason))
     sys.setprofile(
         lambda frame, event, arg: frames.append(1)

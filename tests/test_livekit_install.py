@@ -91,10 +91,25 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
+participant_pb2 = importlib.import_module("livekit.rtc._proto.participant_pb2")
+
+
+def unconnected_room(loop: asyncio.AbstractEventLoop) -> Any:
+    """A real ``livekit.rtc.Room``, not connected, with the local participant
+    a connection would give it (handle 0: nothing on the native side).
+    livekit 1.1.x reads ``Room.local_participant`` for every event that names
+    a participant, and that property raises before a connection."""
+    room = rtc.Room(loop=loop)
+    owned = participant_pb2.OwnedParticipant()
+    owned.info.identity = owned.info.sid = "local"
+    room._local_participant = rtc.LocalParticipant(room._room_queue, owned)
+    return room
+
+
 @pytest.fixture
 def room(loop: asyncio.AbstractEventLoop) -> Any:
     """A real, unconnected ``livekit.rtc.Room`` with one remote participant."""
-    room = rtc.Room(loop=loop)
+    room = unconnected_room(loop)
     feed(room, participant_connected("alice"))
     return room
 
@@ -550,7 +565,7 @@ def test_room_event_mix_with_trimmed_arguments(mode: str, room: Any) -> None:
 def test_room_events_through_its_ffi_listen_task(mode: str, loop: asyncio.AbstractEventLoop) -> None:
     """FfiEvents (livekit's proto) through Room._listen_task, the loop that
     reads its FFI queue, down to the handlers."""
-    room = rtc.Room(loop=loop)
+    room = unconnected_room(loop)
     got: List[Any] = []
     room.on("participant_connected", lambda p: got.append(p.identity))
     room.on("connection_quality_changed", lambda p: got.append(("quality", p.identity)))
