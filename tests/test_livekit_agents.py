@@ -411,8 +411,12 @@ async def entrypoint(ctx):
 POOL_RUNNER = """
 import asyncio, inspect, multiprocessing, os, sys
 import livekit.agents
-from livekit.agents.ipc.proc_pool import ProcPool
-from livekit.agents.job import JobExecutorType
+try:  # livekit-agents' internals, as of 1.8
+    from livekit.agents.ipc.proc_pool import ProcPool
+    from livekit.agents.job import JobExecutorType
+except ImportError as exc:
+    print(f"SKIP {exc}")
+    sys.exit(0)
 import pool_app
 
 
