@@ -63,14 +63,6 @@ class _SetStorage(Exception):
     """livekit's ``on`` keeps handlers in a set: a release before 1.1.20."""
 
 
-#: What an ``EmitterClass.emit`` says about a class's ``emit``.
-EMIT_KINDS = {
-    "core": "inherits the core's emit",
-    "super": "overrides emit and calls super(): the core runs when it does",
-    "own": "overrides emit without calling super(): its own dispatch, not the core",
-    "livekit": "holds livekit's original emit: not accelerated",
-}
-
 #: Names an ``EmitterClass.overrides`` lists when a class defines them.
 _WATCHED = ("emit", "on", "once", "off", "_events")
 
@@ -406,9 +398,10 @@ def install() -> InstallReport:
     emitter is not one this version knows (livekit before 1.1.20, or a
     changed ``EventEmitter``).  Calling it again is harmless.
     """
-    _install(_active_core())
-    report = install_report()
-    assert report is not None
+    with _lock:
+        _install(_active_core())
+        report = install_report()
+    assert report is not None  # installed, under the lock
     return report
 
 
