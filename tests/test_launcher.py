@@ -227,6 +227,21 @@ def test_a_failed_install_warns_and_leaves_livekit_working(tmp_path: Path) -> No
     assert "livekit.rtc runs unaccelerated" in message
 
 
+def test_each_install_by_the_hook_is_logged(tmp_path: Path) -> None:
+    (tmp_path / "logs.py").write_text(
+        "import logging\nlogging.basicConfig(level=logging.INFO, format='%(name)s %(message)s')\n"
+        "import os\nfrom livekit import rtc\nprint(os.getpid())\n"
+    )
+    done = run(["-m", "livekit_events", "logs.py"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    pid = done.stdout.split()[-1]
+    assert (
+        f"livekit_events livekit_events: installed in process {pid} (livekit "
+        in done.stderr
+    )
+    assert f"{livekit_events.IMPLEMENTATION} core)" in done.stderr
+
+
 def test_check_prints_the_report(tmp_path: Path) -> None:
     done = run(["-m", "livekit_events", "--check"], tmp_path)
     assert done.returncode == 0, done.stderr
