@@ -11,19 +11,30 @@ work with any emitter that has ``on``/``off``, livekit's included.
 
 from ._core import IMPLEMENTATION
 from ._emitter import EventEmitter
-from ._livekit import LivekitIncompatibleError, install, is_installed, uninstall
+from ._livekit import (
+    EmitterClass,
+    InstallReport,
+    LivekitIncompatibleError,
+    install,
+    install_report,
+    is_installed,
+    uninstall,
+)
 from .aio import EventStream, EventStreamOverflowError, iterate, wait_for
 
 __version__ = "0.1.0"
 
 __all__ = (
+    "EmitterClass",
     "EventEmitter",
     "EventStream",
     "EventStreamOverflowError",
     "IMPLEMENTATION",
+    "InstallReport",
     "LivekitIncompatibleError",
     "__version__",
     "install",
+    "install_report",
     "is_installed",
     "iterate",
     "uninstall",

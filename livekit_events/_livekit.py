@@ -14,27 +14,115 @@ left as they are.  Before changing anything, ``install()`` checks that the
 installed livekit's emitter is the one this code was written against (its
 methods, their signatures, what its ``emit`` refers to, and how it behaves
 on a scratch instance) and refuses with ``LivekitIncompatibleError`` if not.
+Subclasses (livekit's ``Room``, livekit-agents' ``AgentSession``, an app's
+own) are not checked: one that overrides ``emit``, ``on``, ``once`` or
+``off`` keeps its override, and reaches the core when it calls ``super()``.
+``install()`` returns an ``InstallReport`` saying which classes go through
+the core (``install_report()`` gives a fresh one at any time).
 ``uninstall()`` puts livekit's original function objects back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import logging
+import re
 import threading
 import types
 import warnings
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from . import _livekit_common
 
-__all__ = ("LivekitIncompatibleError", "install", "uninstall", "is_installed")
+__all__ = (
+    "MINIMUM_LIVEKIT",
+    "EmitterClass",
+    "InstallReport",
+    "LivekitIncompatibleError",
+    "install",
+    "install_report",
+    "is_installed",
+    "uninstall",
+)
+
+#: The oldest livekit release ``install()`` accepts: from 1.1.20 on,
+#: ``EventEmitter`` keeps an event's handlers in a dict (registration order);
+#: before it, in a set.
+MINIMUM_LIVEKIT = "1.1.20"
+_MINIMUM_TUPLE = (1, 1, 20)
 
 
 class LivekitIncompatibleError(RuntimeError):
     """The installed livekit's ``EventEmitter`` is not one ``install()`` knows."""
+
+
+class _SetStorage(Exception):
+    """livekit's ``on`` keeps handlers in a set: a release before 1.1.20."""
+
+
+#: Names an ``EmitterClass.overrides`` lists when a class defines them.
+_WATCHED = ("emit", "on", "once", "off", "_events")
+
+
+class EmitterClass(NamedTuple):
+    """One class built on ``livekit.rtc.EventEmitter``, as ``install_report()`` found it."""
+
+    #: ``module.QualName``.
+    name: str
+    cls: type
+    #: How its ``emit`` reaches the core: ``"core"`` (inherited), ``"super"``
+    #: (an override whose code calls ``super()``), ``"own"`` (an override that
+    #: doesn't), ``"livekit"`` (livekit's original function, kept by the class).
+    emit: str
+    #: Which of ``emit``, ``on``, ``once``, ``off``, ``_events`` the class or a
+    #: base between it and livekit's class defines.
+    overrides: Tuple[str, ...]
+
+    @property
+    def through_core(self) -> bool:
+        """Whether its emits are dispatched by the core (``"core"`` or ``"super"``)."""
+        return self.emit in ("core", "super")
+
+
+@dataclasses.dataclass(frozen=True)
+class InstallReport:
+    """What ``install()`` did: the livekit it found, the core in use, and every
+    class built on ``livekit.rtc.EventEmitter`` that exists when the report is
+    made (``install_report()`` makes a fresh one: classes defined since are in
+    it).  ``str(report)`` is a readable table."""
+
+    #: ``livekit.rtc.version.__version__``.
+    livekit_version: str
+    #: ``"compiled"`` or ``"pure"``.
+    core: str
+    #: livekit's class first, then its subclasses by name.
+    classes: Tuple[EmitterClass, ...]
+
+    def get(self, cls: type) -> Optional[EmitterClass]:
+        """The entry for ``cls``, or None if it isn't built on livekit's class."""
+        for entry in self.classes:
+            if entry.cls is cls:
+                return entry
+        return None
+
+    @property
+    def through_core(self) -> Tuple[str, ...]:
+        """The names of the classes whose emits the core dispatches."""
+        return tuple(entry.name for entry in self.classes if entry.through_core)
+
+    def __str__(self) -> str:
+        lines = [
+            f"livekit_events.install(): livekit {self.livekit_version}, {self.core} core; "
+            f"{len(self.through_core)} of {len(self.classes)} EventEmitter classes "
+            "dispatch through the core"
+        ]
+        for entry in self.classes:
+            extra = f"  (defines {', '.join(entry.overrides)})" if entry.overrides else ""
+            lines.append(f"  {entry.emit:7s} {entry.name}{extra}")
+        return "\n".join(lines)
 
 
 class _Installed:
@@ -149,22 +237,25 @@ def _check(module: ModuleType, cls: Any) -> _Probe:
                 "EventEmitter.emit no longer works as expected (it doesn't use "
                 f"{', '.join(sorted(missing))})"
             )
-    # livekit's own subclasses must inherit emit and once, or install() would
-    # not reach them.
-    pending: List[type] = list(cls.__subclasses__())
-    while pending:
-        sub = pending.pop()
-        pending.extend(sub.__subclasses__())
-        if str(getattr(sub, "__module__", "")).startswith("livekit."):
-            for name in ("emit", "once", "_events"):
-                if name in sub.__dict__:
-                    problems.append(f"{sub.__module__}.{sub.__qualname__} overrides {name}")
+    # Subclasses are not checked: an override of emit, on, once or off is
+    # ordinary Python (one that calls super() reaches the core, one that
+    # doesn't keeps its own behaviour), and install_report() says which is
+    # which.  Only livekit's class and its storage must be what the core drives.
     if problems:
         raise LivekitIncompatibleError(_refusal(problems))
 
     probe = _Probe()
     try:
         _probe_behaviour(cls, functions, probe)
+    except _SetStorage:
+        version = _livekit_version()
+        raise LivekitIncompatibleError(
+            f"livekit_events.install() needs livekit {MINIMUM_LIVEKIT} or later: the installed "
+            f"livekit ({version}) keeps an event's handlers in a set, and calls them in the "
+            f"order of a copy of that set; from {MINIMUM_LIVEKIT} on, livekit keeps them in a "
+            "dict and calls them in registration order, which is what install() reproduces. "
+            f"Nothing was changed. Upgrade: pip install 'livekit>={MINIMUM_LIVEKIT}'"
+        ) from None
     except Exception as exc:
         raise LivekitIncompatibleError(
             _refusal([f"livekit's EventEmitter doesn't behave as expected: {exc}"])
@@ -181,16 +272,32 @@ def _code_names(code: types.CodeType) -> Set[str]:
     return names
 
 
-def _refusal(problems: List[str]) -> str:
+def _livekit_version() -> str:
     try:
-        from livekit.rtc.version import __version__ as livekit_version
+        module = importlib.import_module("livekit.rtc.version")
     except Exception:  # pragma: no cover - no version module
-        livekit_version = "unknown version"
+        return "unknown version"
+    return str(getattr(module, "__version__", "unknown version"))
 
+
+def _version_tuple(version: str) -> Optional[Tuple[int, ...]]:
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    return tuple(int(part) for part in match.groups()) if match else None
+
+
+def _refusal(problems: List[str]) -> str:
+    livekit_version = _livekit_version()
+    found = _version_tuple(livekit_version)
+    hint = (
+        f" (install() needs livekit {MINIMUM_LIVEKIT} or later: "
+        f"pip install 'livekit>={MINIMUM_LIVEKIT}')"
+        if found is not None and found < _MINIMUM_TUPLE
+        else ""
+    )
     return (
         f"livekit_events.install(): the installed livekit ({livekit_version}) has an "
-        "EventEmitter this version of livekit_events doesn't know, so nothing was changed:\n  - "
-        + "\n  - ".join(problems)
+        f"EventEmitter this version of livekit_events doesn't know{hint}, so nothing was "
+        "changed:\n  - " + "\n  - ".join(problems)
     )
 
 
@@ -213,6 +320,8 @@ def _probe_behaviour(cls: Any, functions: Dict[str, Any], probe: _Probe) -> None
     expect(type(scratch.__dict__.get("_events")) is dict and not scratch._events,
            "__init__ doesn't set self._events to an empty dict")
     expect(on(scratch, "e", one) is one, "on() doesn't return the callback")
+    if isinstance(scratch._events.get("e"), (set, frozenset)):
+        raise _SetStorage
     on(scratch, "e", every)
     on(scratch, "e", one)
     expect(scratch._events == {"e": {one: None, every: None}} and type(scratch._events["e"]) is dict,
@@ -276,16 +385,24 @@ def _make_once(original: Any, probe: _Probe) -> Any:
     return once
 
 
-def install() -> None:
-    """Make every ``livekit.rtc.EventEmitter`` (``Room`` and other subclasses,
-    existing instances included) dispatch through livekit_events' core.
+def install() -> InstallReport:
+    """Make every ``livekit.rtc.EventEmitter`` (``Room``, livekit-agents'
+    ``AgentSession`` and every other subclass, whenever it was defined, and
+    the instances that already exist) dispatch through livekit_events' core.
 
+    Works whatever was imported before it (``livekit.agents`` included).
     Keeps livekit's behaviour except for its listed defects (see the README).
-    Raises ``ImportError`` if livekit is not installed and
-    ``LivekitIncompatibleError`` (changing nothing) if its emitter is not one
-    this version knows.  Calling it again is harmless.
+    Returns an ``InstallReport``: which livekit, which core, and how each
+    class's ``emit`` reaches the core.  Raises ``ImportError`` if livekit is
+    not installed and ``LivekitIncompatibleError`` (changing nothing) if its
+    emitter is not one this version knows (livekit before 1.1.20, or a
+    changed ``EventEmitter``).  Calling it again is harmless.
     """
-    _install(_active_core())
+    with _lock:
+        _install(_active_core())
+        report = install_report()
+    assert report is not None  # installed, under the lock
+    return report
 
 
 def _install(core: ModuleType) -> None:
@@ -310,6 +427,71 @@ def _install(core: ModuleType) -> None:
         for name, function in replacements.items():
             setattr(cls, name, function)
         _installed = _Installed(cls, core, originals, replacements)
+
+
+def install_report() -> Optional[InstallReport]:
+    """A fresh ``InstallReport`` (classes defined since ``install()`` included),
+    or None when ``install()`` is not active."""
+    with _lock:
+        state = _installed
+        if state is None or not _is_intact(state):
+            return None
+        return InstallReport(
+            livekit_version=_livekit_version(),
+            core="compiled" if state.core.__name__.endswith("_core_c") else "pure",
+            classes=tuple(_describe(cls, state) for cls in _emitter_classes(state.cls)),
+        )
+
+
+def _emitter_classes(base: type) -> List[type]:
+    found: Dict[int, type] = {}
+    pending = [base]
+    while pending:
+        cls = pending.pop()
+        if id(cls) not in found:
+            found[id(cls)] = cls
+            pending.extend(type.__subclasses__(cls))
+    rest = sorted(
+        (cls for cls in found.values() if cls is not base),
+        key=lambda cls: (cls.__module__, cls.__qualname__, id(cls)),
+    )
+    return [base, *rest]
+
+
+def _calls_super(function: Any) -> bool:
+    """Whether a function's code (nested code included) calls ``super``."""
+    code = getattr(function, "__code__", None)
+    return isinstance(code, types.CodeType) and "super" in _code_names(code)
+
+
+def _describe(cls: type, state: _Installed) -> EmitterClass:
+    base = state.cls
+    overrides: List[str] = []
+    emit = "core"
+    decided = False
+    for klass in cls.__mro__:
+        if klass is base:
+            break
+        for name in _WATCHED:
+            if name in klass.__dict__ and name not in overrides:
+                overrides.append(name)
+        if decided or "emit" not in klass.__dict__:
+            continue
+        function = klass.__dict__["emit"]
+        if function is state.replacements["emit"]:
+            decided = True  # the core's emit itself
+        elif function is state.originals["emit"]:
+            emit, decided = "livekit", True
+        elif type(function) is types.FunctionType and _calls_super(function):
+            emit = "super"  # what the next definer up the MRO does decides the rest
+        else:
+            emit, decided = "own", True
+    return EmitterClass(
+        name=f"{cls.__module__}.{cls.__qualname__}",
+        cls=cls,
+        emit=emit,
+        overrides=tuple(sorted(overrides, key=_WATCHED.index)),
+    )
 
 
 def _is_intact(state: _Installed) -> bool:

@@ -91,10 +91,25 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
+participant_pb2 = importlib.import_module("livekit.rtc._proto.participant_pb2")
+
+
+def unconnected_room(loop: asyncio.AbstractEventLoop) -> Any:
+    """A real ``livekit.rtc.Room``, not connected, with the local participant
+    a connection would give it (handle 0: nothing on the native side).
+    livekit 1.1.x reads ``Room.local_participant`` for every event that names
+    a participant, and that property raises before a connection."""
+    room = rtc.Room(loop=loop)
+    owned = participant_pb2.OwnedParticipant()
+    owned.info.identity = owned.info.sid = "local"
+    room._local_participant = rtc.LocalParticipant(room._room_queue, owned)
+    return room
+
+
 @pytest.fixture
 def room(loop: asyncio.AbstractEventLoop) -> Any:
     """A real, unconnected ``livekit.rtc.Room`` with one remote participant."""
-    room = rtc.Room(loop=loop)
+    room = unconnected_room(loop)
     feed(room, participant_connected("alice"))
     return room
 
@@ -270,14 +285,153 @@ def test_refuses_other_storage(monkeypatch: pytest.MonkeyPatch) -> None:
     _refused(r"on\(\) doesn't store self._events\[event\] = \{callback: None\}")
 
 
-def test_refuses_a_livekit_subclass_that_overrides_emit() -> None:
-    namespace = {"__module__": "livekit.rtc.fake", "emit": lambda self, event, *args: None}
-    Overriding = type("Overriding", (LkEmitter,), namespace)
-    try:
-        _refused(r"livekit.rtc.fake.Overriding overrides emit")
-    finally:
-        del Overriding, namespace
-        gc.collect()
+class EmitFrames:
+    """Counts the Python frames of livekit's original ``emit`` (the one
+    install() replaces) while it is active: zero means every emit ran in the
+    core."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._code = ORIGINAL["emit"].__code__
+
+    def _profile(self, frame: types.FrameType, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code is self._code:
+            self.count += 1
+
+    def __enter__(self) -> "EmitFrames":
+        self._previous = sys.getprofile()
+        sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        sys.setprofile(self._previous)
+
+
+def test_subclasses_overriding_emit_on_once_off_are_not_refused_and_are_reported() -> None:
+    """Overriding is ordinary Python: a livekit (or livekit-agents) subclass
+    that overrides emit, on, once or off doesn't make install() refuse; one
+    whose emit calls super() goes through the core, one whose emit doesn't
+    keeps its own behaviour, and the report says which is which."""
+    got: List[Any] = []
+
+    class Recording(LkEmitter):  # type: ignore[misc, valid-type]
+        __module__, __qualname__ = "livekit.agents.fake", "Recording"
+
+        def on(self, event, callback=None):  # type: ignore[no-untyped-def]
+            got.append(("on", event))
+            return super().on(event, callback)
+
+        def emit(self, event, *args):  # type: ignore[no-untyped-def]
+            got.append(("recorded", event))
+            super().emit(event, *args)
+
+    class Own(LkEmitter):  # type: ignore[misc, valid-type]
+        __module__ = "livekit.rtc.fake"
+
+        def emit(self, event, *args):  # type: ignore[no-untyped-def]
+            got.append(("own", event, args))
+
+    class Kept(LkEmitter):  # type: ignore[misc, valid-type]
+        emit = ORIGINAL["emit"]
+
+    class Deeper(Recording):
+        pass
+
+    report = livekit_events.install()
+    assert LkEmitter.__dict__["emit"] is _core(livekit_events.IMPLEMENTATION).livekit_emit
+    entries = {cls: report.get(cls) for cls in (LkEmitter, rtc.Room, Recording, Own, Kept, Deeper)}
+    assert {cls: (e.emit, e.through_core) for cls, e in entries.items() if e} == {
+        LkEmitter: ("core", True),
+        rtc.Room: ("core", True),
+        Recording: ("super", True),
+        Own: ("own", False),
+        Kept: ("livekit", False),
+        Deeper: ("super", True),
+    }
+    assert entries[Recording].overrides == ("emit", "on")  # type: ignore[union-attr]
+    assert entries[Deeper].overrides == ("emit", "on")  # type: ignore[union-attr]
+    assert entries[Recording].name == "livekit.agents.fake.Recording"  # type: ignore[union-attr]
+    assert report.classes[0].cls is LkEmitter
+    assert "livekit.agents.fake.Recording" in report.through_core
+    assert "  super   livekit.agents.fake.Recording  (defines emit, on)" in str(report).splitlines()
+
+    recording, own = Deeper(), Own()
+    recording.once("e", lambda *a: got.append(("once", a)))  # once passes every argument
+
+    @recording.on("f")
+    def f(*args):  # type: ignore[no-untyped-def]
+        got.append(("f", args))
+
+    with EmitFrames() as frames:
+        recording.emit("e", 1, 2)
+        recording.emit("e", 3)
+        recording.emit("f", 4, 5)
+        own.emit("e", 6)
+    assert frames.count == 0
+    assert got == [
+        ("on", "e"), ("on", "f"), ("on", "f"),  # the decorator form: on(f, None), then on(f, f)
+        ("recorded", "e"), ("once", (1, 2)), ("recorded", "e"),
+        ("recorded", "f"), ("f", (4, 5)),
+        ("own", "e", (6,)),
+    ]
+
+
+def test_install_report_is_fresh_and_none_when_not_installed() -> None:
+    assert livekit_events.install_report() is None
+    report = livekit_events.install()
+    assert report.core == livekit_events.IMPLEMENTATION
+    assert report.livekit_version == importlib.import_module("livekit.rtc.version").__version__
+    assert report == livekit_events.install()  # again: the same report
+
+    class Late(LkEmitter):  # type: ignore[misc, valid-type]
+        pass
+
+    assert report.get(Late) is None
+    late = livekit_events.install_report().get(Late)  # type: ignore[union-attr]
+    assert late is not None and late.emit == "core" and late.overrides == ()
+    got: List[Any] = []
+    instance = Late()
+    instance.on("e", got.append)
+    with EmitFrames() as frames:
+        instance.emit("e", 1, 2)
+    assert got == [1] and frames.count == 0
+    livekit_events.uninstall()
+    assert livekit_events.install_report() is None
+
+
+def _set_based(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An emitter that keeps handlers in sets, as livekit did before 1.1.20."""
+
+    def init(self):  # type: ignore[no-untyped-def]
+        self._events = {}
+
+    def on(self, event, callback=None):  # type: ignore[no-untyped-def]
+        self._events.setdefault(event, set()).add(callback)
+        return callback
+
+    def off(self, event, callback):  # type: ignore[no-untyped-def]
+        if event in self._events:
+            self._events[event].discard(callback)
+
+    for name, function in (("__init__", init), ("on", on), ("off", off)):
+        monkeypatch.setattr(LkEmitter, name, function)
+
+
+def test_refuses_set_storage_naming_the_minimum_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_based(monkeypatch)
+    _refused(r"needs livekit 1\.1\.20 or later: the installed livekit \(.*\) keeps an event's "
+             r"handlers in a set.*pip install 'livekit>=1\.1\.20'")
+
+
+def test_refusal_of_an_older_livekit_names_the_minimum_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    version = importlib.import_module("livekit.rtc.version")
+    monkeypatch.setattr(version, "__version__", "1.0.25")
+    monkeypatch.setattr(LkEmitter, "emit", functools.partialmethod(ORIGINAL["emit"]))
+    _refused(r"\(1\.0\.25\) has an EventEmitter .* \(install\(\) needs livekit 1\.1\.20 or later")
+    monkeypatch.setattr(version, "__version__", "1.2.1")
+    with pytest.raises(livekit_events.LivekitIncompatibleError) as info:
+        livekit_events.install()
+    assert "needs livekit" not in str(info.value)
 
 
 def test_without_livekit_install_raises_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -411,7 +565,7 @@ def test_room_event_mix_with_trimmed_arguments(mode: str, room: Any) -> None:
 def test_room_events_through_its_ffi_listen_task(mode: str, loop: asyncio.AbstractEventLoop) -> None:
     """FfiEvents (livekit's proto) through Room._listen_task, the loop that
     reads its FFI queue, down to the handlers."""
-    room = rtc.Room(loop=loop)
+    room = unconnected_room(loop)
     got: List[Any] = []
     room.on("participant_connected", lambda p: got.append(p.identity))
     room.on("connection_quality_changed", lambda p: got.append(("quality", p.identity)))
