@@ -110,6 +110,10 @@ class _Ring:
 
     def __init__(self, adapter: Adapter, pool: List[Any], n: int) -> None:
         self.emitter: Any = adapter.new({EVENT: 1})
+        if hasattr(self.emitter, "set_max_listeners"):
+            # Tens of thousands of handlers on one event are the point here:
+            # no listener-leak warning (its check is paid either way).
+            self.emitter.set_max_listeners(None)
         self.on: Any = adapter.op(self.emitter, EVENT, "on")
         self.off: Any = adapter.op(self.emitter, EVENT, "off")
         self.registered: Deque[Any] = collections.deque(pool[:n])

@@ -7,8 +7,17 @@
 Async helpers (``livekit_events.aio``, also exported here): ``wait_for``
 awaits the next emission of an event, ``iterate`` iterates emissions; both
 work with any emitter that has ``on``/``off``, livekit's included.
+
+Observability: ``ListenerLeakWarning`` (an event with more handlers than
+``max_listeners``) and ``set_slow_handler_threshold`` (log handlers that take
+too long).
 """
 
+from ._common import (
+    ListenerLeakWarning,
+    get_slow_handler_threshold,
+    set_slow_handler_threshold,
+)
 from ._core import IMPLEMENTATION
 from ._emitter import EventEmitter
 from ._livekit import (
@@ -31,12 +40,15 @@ __all__ = (
     "EventStreamOverflowError",
     "IMPLEMENTATION",
     "InstallReport",
+    "ListenerLeakWarning",
     "LivekitIncompatibleError",
     "__version__",
+    "get_slow_handler_threshold",
     "install",
     "install_report",
     "is_installed",
     "iterate",
+    "set_slow_handler_threshold",
     "uninstall",
     "wait_for",
 )

@@ -12,8 +12,11 @@ import copy
 import functools
 import inspect
 import logging
+import os
 import threading
-from typing import Any, Callable, Dict, Optional, Tuple, cast
+import time
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 logger = logging.getLogger("livekit.events")
 
@@ -121,14 +124,19 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
     return (ALL_ARGUMENTS if takes_varargs else accepted), required
 
 
-def registration_decorator(emitter: Any, method: str, event: Any) -> Callable[[Any], Any]:
+def registration_decorator(
+    emitter: Any, method: str, event: Any, weak: bool = False
+) -> Callable[[Any], Any]:
     """What ``on(event)`` and ``once(event)`` return: a decorator that calls
-    ``emitter.<method>(event, function)`` (so a subclass's override sees it)
-    and returns the function unchanged."""
+    ``emitter.<method>(event, function)`` (so a subclass's override sees it;
+    ``weak=True`` is passed on only when set) and returns the function."""
     hash(event)  # an unhashable event is a TypeError now, not when decorating
 
     def decorator(function: Any) -> Any:
-        getattr(emitter, method)(event, function)
+        if weak:
+            getattr(emitter, method)(event, function, weak=True)
+        else:
+            getattr(emitter, method)(event, function)
         return function
 
     return decorator
@@ -208,6 +216,153 @@ def copy_emitter(emitter: Any, memo: Optional[Dict[int, Any]], copy_registration
     return new
 
 
+# -- listener-leak warning ------------------------------------------------------------
+
+
+class ListenerLeakWarning(RuntimeWarning):
+    """An event has more handlers than its emitter's ``max_listeners``:
+    handlers are probably being registered in a loop or on every reconnect
+    and never removed (Node's MaxListenersExceededWarning)."""
+
+
+#: ``EventEmitter.max_listeners``: a Room with a few handlers per participant
+#: and hundreds of participants stays well below it; a handler leaked on every
+#: reconnect or track crosses it within hours, a loop at once.
+DEFAULT_MAX_LISTENERS = 1000
+
+
+def checked_max_listeners(limit: Any) -> int:
+    """``limit`` as the cores store it: ``None`` or 0 means unlimited (0)."""
+    if limit is None:
+        return 0
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"max_listeners must be a non-negative int or None, not {limit!r}")
+    return limit
+
+
+def warn_listener_leak(emitter: Any, event: Any, count: int, limit: int, stacklevel: int) -> None:
+    """The one warning an event gets when its handlers first exceed the limit."""
+    name = type(emitter).__qualname__
+    warnings.warn(
+        f"{name} has {count} handlers for event {_safe_repr(event)}, more than its "
+        f"max_listeners ({limit}): are handlers registered in a loop or on every reconnect "
+        f"and never removed?  If that many are expected, raise the limit: "
+        f"emitter.set_max_listeners(n) for one emitter, {name}.max_listeners = n for the "
+        f"class (0 or None: no limit).",
+        ListenerLeakWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+# -- slow-handler detection ----------------------------------------------------------
+#
+# Off unless set_slow_handler_threshold() (or the environment variable, read at
+# import) turns it on.  Each core keeps the threshold where its emit reads it
+# cheaply (the compiled core in a C variable): setting it here tells them all.
+
+SLOW_HANDLER_ENV = "LIVEKIT_EVENTS_SLOW_HANDLER_THRESHOLD"
+#: A handler that keeps being slow is reported at most this often (seconds).
+SLOW_REPORT_INTERVAL = 60.0
+
+_slow_threshold: Optional[float] = None
+_slow_setters: List[Callable[[int], None]] = []  # each core's, given nanoseconds (0: off)
+_slow_reports: Dict[Any, List[float]] = {}  # handler key -> [last report time, suppressed]
+_slow_lock = threading.Lock()
+
+
+def _threshold_ns(seconds: Optional[float]) -> int:
+    return 0 if not seconds else max(1, int(seconds * 1e9))
+
+
+def register_slow_threshold_setter(setter: Callable[[int], None]) -> None:
+    """A core's setter, called now and whenever the threshold changes."""
+    _slow_setters.append(setter)
+    setter(_threshold_ns(_slow_threshold))
+
+
+def set_slow_handler_threshold(seconds: Any) -> None:
+    """Time every handler call and log a WARNING on ``livekit.events`` for a
+    call that takes longer than ``seconds`` (rate-limited per handler).
+    ``None`` or ``0`` turns it off (the default): then it costs nothing.
+
+    Works for ``EventEmitter`` and, with ``install()``, livekit's own emitters.
+    The environment variable ``LIVEKIT_EVENTS_SLOW_HANDLER_THRESHOLD``
+    (seconds) sets it when livekit_events is imported.
+    """
+    global _slow_threshold
+    if seconds is not None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ValueError(f"threshold must be a non-negative number of seconds or None, not {seconds!r}")
+        if seconds != seconds or seconds == float("inf"):
+            raise ValueError(f"threshold must be finite, not {seconds!r}")
+    with _slow_lock:
+        _slow_threshold = float(seconds) if seconds else None
+        _slow_reports.clear()
+        for setter in _slow_setters:
+            setter(_threshold_ns(_slow_threshold))
+
+
+def get_slow_handler_threshold() -> Optional[float]:
+    """The threshold in seconds, or ``None`` when detection is off."""
+    return _slow_threshold
+
+
+def _slow_threshold_from_environment() -> None:
+    value = os.environ.get(SLOW_HANDLER_ENV, "").strip()
+    if not value:
+        return
+    try:
+        set_slow_handler_threshold(float(value))
+    except ValueError:
+        warnings.warn(
+            f"livekit_events: ignoring {SLOW_HANDLER_ENV}={value!r} (expected seconds, e.g. 0.05)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+def describe_handler(callback: Any) -> str:
+    """``qualname (file:line)`` of a handler, as far as it can be told."""
+    target: Any = inspect.unwrap(callback) if not isinstance(callback, type) else callback
+    if isinstance(target, functools.partial):
+        target = cast(Any, target.func)
+    function: Any = getattr(target, "__func__", target)
+    name = getattr(function, "__qualname__", None) or _safe_repr(callback)
+    code = getattr(function, "__code__", None)
+    if code is None:
+        call = getattr(function.__class__, "__call__", None)
+        code = getattr(call, "__code__", None)
+    if code is not None:
+        return f"{name} ({code.co_filename}:{code.co_firstlineno})"
+    return str(name)
+
+
+def report_slow_handler(event: Any, callback: Any, elapsed_ns: int) -> None:
+    """A handler call took longer than the threshold: log it, at most once
+    per SLOW_REPORT_INTERVAL per handler (saying how many were held back)."""
+    try:
+        where = describe_handler(callback)
+    except Exception:
+        where = _safe_repr(callback)
+    now = time.monotonic()
+    with _slow_lock:
+        state = _slow_reports.get(where)
+        if state is not None and now - state[0] < SLOW_REPORT_INTERVAL:
+            state[1] += 1
+            return
+        held_back = state[1] if state is not None else 0
+        _slow_reports[where] = [now, 0]
+        threshold = _slow_threshold or 0.0
+    logger.warning(
+        "slow handler for event %s: %s took %.1f ms (threshold %.1f ms)%s",
+        _safe_repr(event),
+        where,
+        elapsed_ns / 1e6,
+        threshold * 1e3,
+        f"; {held_back} more slow calls since its last report" if held_back else "",
+    )
+
+
 def check_event(event: Any) -> None:
     """Raise ``TypeError`` if ``event`` cannot name an event (is unhashable)."""
     hash(event)
@@ -241,3 +396,6 @@ def _safe_repr(obj: Any) -> str:
         return repr(obj)
     except Exception:
         return f"<{type(obj).__qualname__} object at {id(obj):#x} (repr failed)>"
+
+
+_slow_threshold_from_environment()

@@ -75,10 +75,12 @@ import functools as _functools
 import inspect as _inspect
 import keyword as _keyword
 import types as _types
+import weakref as _weakref
 
 from ._common import (
-    ALL_ARGUMENTS, arity_error, copy_emitter, log_handler_failure, reduce_emitter,
-    registration_decorator, restore_instance_state)
+    ALL_ARGUMENTS, DEFAULT_MAX_LISTENERS, arity_error, checked_max_listeners, copy_emitter,
+    log_handler_failure, reduce_emitter, register_slow_threshold_setter, registration_decorator,
+    report_slow_handler, restore_instance_state, warn_listener_leak)
 from ._common import describe_callback as _describe_slow
 
 cdef extern from "Python.h":
@@ -106,6 +108,7 @@ cdef extern from "Python.h":
     bint PyCFunction_Check(object o)
     PyTypeObject *Py_TYPE_ptr "Py_TYPE"(PyObject *obj)
     int PyType_Ready(PyTypeObject *type) except -1
+    PyObject *_PyType_Lookup(PyTypeObject *type, object name)
     int PyObject_RichCompareBool(PyObject *a, PyObject *b, int op) except -1
     int Py_EQ
 
@@ -426,7 +429,10 @@ cdef extern from *:
     #define LKE_WRAPPER 0x04u  /* a OnceWrapper (once through a subclass's on): its key
                                   is the wrapped callback, for off(callback) */
     #define LKE_METHOD 0x08u   /* a bound method: called with a spare slot in front */
-    #define LKE_SPECIAL (LKE_DEAD | LKE_ONCE)
+    #define LKE_WEAK 0x10u     /* held weakly: the slot holds a weak reference to the
+                                  callable, or (with LKE_METHOD) a tuple (weak
+                                  reference to __self__, __func__) */
+    #define LKE_SPECIAL (LKE_DEAD | LKE_ONCE | LKE_WEAK)
 
     #define LKE_ALL INT32_MAX  /* accepted: every argument */
     /* Up to this many live registrations an event has no index: lookups scan
@@ -461,6 +467,7 @@ cdef extern from *:
         int32_t unreleased;   /* dead slots still holding their callback */
         int32_t walkers;      /* emits (and listeners calls) walking the slots */
         int32_t lookups;      /* lookups comparing keys (running Python code) */
+        int32_t warned;       /* the listener-leak warning was given */
         size_t layout;        /* bumped when slots move or the index is remade */
         int64_t since;        /* when it last got a live slot while it had none */
     } lke_handlers;
@@ -519,6 +526,7 @@ cdef extern from *:
         h->index_fill = 0;
         h->count = h->capacity = h->live = h->dead = h->unreleased = h->walkers = 0;
         h->lookups = 0;
+        h->warned = 0;
         h->layout = 0;
         h->since = 0;
         PyObject_GC_Track(h);
@@ -642,8 +650,9 @@ cdef extern from *:
         if (h->index != NULL)
             lke_index_remove(h, pos);
         h->slots[pos].flags |= LKE_DEAD;
-        h->live--;
         h->dead++;
+        if (--h->live == 0)
+            h->warned = 0;  /* warned again if it leaks again */
     }
 
     /* References a commit dropped, released after it (rule 4). */
@@ -779,9 +788,10 @@ cdef extern from *:
         LKE_END_CRITICAL_SECTION();
     }
 
-    /* Reads slot `i` for a walk: 0 to skip it (dead), 1 with `*out` filled.
-       Claims a once registration (rule 6) when `claim` is set.  On
-       free-threaded builds out->callback is a new reference. */
+    /* Reads slot `i` for a walk: 0 to skip it (dead), 1 with `*out` filled,
+       2 likewise for a weak registration (out->callback is its weak
+       reference or tuple).  Claims a once registration (rule 6) when `claim`
+       is set.  On free-threaded builds out->callback is a new reference. */
     static CYTHON_INLINE int lke_take(lke_handlers *h, Py_ssize_t i, lke_slot *out, int claim) {
         int result = 1;
         LKE_BEGIN_CRITICAL_SECTION(h);
@@ -789,9 +799,13 @@ cdef extern from *:
         if (slot->flags & LKE_SPECIAL) {
             if (slot->flags & LKE_DEAD)
                 result = 0;
-            else if (claim) {
-                lke_kill(h, (int32_t)i);
-                h->unreleased++;  /* kept for the call; released by the last walker */
+            else {
+                if (slot->flags & LKE_WEAK)
+                    result = 2;
+                if (claim && (slot->flags & LKE_ONCE)) {
+                    lke_kill(h, (int32_t)i);
+                    h->unreleased++;  /* kept for the call; released by the last walker */
+                }
             }
         }
         if (result) {
@@ -821,13 +835,14 @@ cdef extern from *:
         int32_t dead
         int32_t walkers
         int32_t lookups
+        int32_t warned
         size_t layout
         int64_t since
     ctypedef struct lke_release:
         PyObject **items
         Py_ssize_t n
     PyTypeObject lke_handlers_type
-    const uint32_t LKE_DEAD, LKE_ONCE, LKE_WRAPPER, LKE_METHOD, LKE_SPECIAL
+    const uint32_t LKE_DEAD, LKE_ONCE, LKE_WRAPPER, LKE_METHOD, LKE_WEAK, LKE_SPECIAL
     const int32_t LKE_ALL
     object lke_handlers_new()
     uint32_t lke_home(lke_handlers *h, Py_hash_t hash) noexcept
@@ -850,6 +865,98 @@ PyType_Ready(&lke_handlers_type)
 
 
 # ---------------------------------------------------------------------------
+# Weak registrations and slow-handler timing: C helpers for emit.
+
+cdef extern from *:
+    """
+    /* The referent of a weak reference, as a new reference; NULL if dead. */
+    static PyObject *lke_weak_get(PyObject *ref) {
+    #if PY_VERSION_HEX >= 0x030D0000
+        PyObject *obj = NULL;
+        if (PyWeakref_GetRef(ref, &obj) <= 0) {
+            PyErr_Clear();
+            return NULL;
+        }
+        return obj;
+    #else
+        PyObject *obj = PyWeakref_GET_OBJECT(ref);
+        if (obj == Py_None)
+            return NULL;
+        Py_INCREF(obj);
+        return obj;
+    #endif
+    }
+
+    /* Calls a weak registration (LKE_WEAK) with its first `passed` arguments:
+       0 if its referent is dead (nothing called), else 1 with *result set as
+       a call sets it.  The referent is held for the call. */
+    static int lke_call_weak(PyObject *container, uint32_t flags, PyObject *const *argv,
+                             Py_ssize_t passed, PyObject **result) {
+        PyObject *target, *self = NULL, *function;
+        if (flags & LKE_METHOD) {  /* (weak reference to __self__, __func__) */
+            self = lke_weak_get(PyTuple_GET_ITEM(container, 0));
+            if (self == NULL)
+                return 0;
+            function = PyTuple_GET_ITEM(container, 1);
+            if (passed < 16) {
+                PyObject *stack[17];
+                stack[0] = self;
+                memcpy(&stack[1], argv, (size_t)passed * sizeof(PyObject *));
+                *result = PyObject_Vectorcall(function, stack, (size_t)passed + 1, NULL);
+            } else {
+                PyObject *args = PyTuple_New(passed + 1);
+                *result = NULL;
+                if (args != NULL) {
+                    Py_INCREF(self);
+                    PyTuple_SET_ITEM(args, 0, self);
+                    for (Py_ssize_t i = 0; i < passed; i++) {
+                        Py_INCREF(argv[i]);
+                        PyTuple_SET_ITEM(args, i + 1, argv[i]);
+                    }
+                    *result = PyObject_Call(function, args, NULL);
+                    Py_DECREF(args);
+                }
+            }
+            Py_DECREF(self);
+            return 1;
+        }
+        target = lke_weak_get(container);
+        if (target == NULL)
+            return 0;
+        *result = PyObject_Vectorcall(target, argv, (size_t)passed, NULL);
+        Py_DECREF(target);
+        return 1;
+    }
+
+    /* Slow-handler detection: the threshold in nanoseconds, 0 when off. */
+    static int64_t lke_slow_ns = 0;
+
+    static CYTHON_INLINE int64_t lke_now(void) {
+    #if PY_VERSION_HEX >= 0x030D0000
+        PyTime_t t = 0;
+        (void)PyTime_MonotonicRaw(&t);
+        return (int64_t)t;
+    #else
+        return (int64_t)_PyTime_GetMonotonicClock();
+    #endif
+    }
+    """
+    PyObject *lke_weak_get(PyObject *ref)
+    int lke_call_weak(PyObject *container, uint32_t flags, PyObject **argv,
+                      Py_ssize_t passed, PyObject **result)
+    int64_t lke_slow_ns
+    int64_t lke_now() noexcept
+
+
+def _set_slow_threshold(long long threshold_ns):
+    global lke_slow_ns
+    lke_slow_ns = threshold_ns if threshold_ns > 0 else 0
+
+
+register_slow_threshold_setter(_set_slow_threshold)
+
+
+# ---------------------------------------------------------------------------
 # Lookups: the "prepare" part of an operation, where __eq__ may run (rule 3).
 
 
@@ -858,10 +965,29 @@ cdef inline lke_handlers *_h(object handlers) noexcept:
 
 
 cdef inline object _key_of(lke_slot *slot):
-    # What off(callback) and dedupe compare: the wrapped callback of a wrapper.
+    # What off(callback), dedupe and listeners() see: the callable as the
+    # user registered it (a wrapper's callback; a weak registration's
+    # referent, rebuilt as a bound method for a method, or None once dead).
+    cdef PyObject *referent
     if slot.flags & LKE_WRAPPER:
-        return (<OnceWrapper><object>slot.callback).callback
+        return (<OnceWrapper><object>slot.callback).target()
+    if slot.flags & LKE_WEAK:
+        if slot.flags & LKE_METHOD:
+            container = <tuple><object>slot.callback
+            referent = lke_weak_get(PyTuple_GET_ITEM(container, 0))
+            if referent is NULL:
+                return None
+            return _types.MethodType(container[1], _steal(referent))
+        referent = lke_weak_get(slot.callback)
+        return None if referent is NULL else _steal(referent)
     return <object>slot.callback
+
+
+cdef inline object _steal(PyObject *reference):
+    # A new reference, as an object (no incref: the object now owns it).
+    cdef object result = <object>reference
+    Py_DECREF_ptr(reference)
+    return result
 
 
 cdef int _equal(object stored, object key) except -1:
@@ -917,7 +1043,12 @@ cdef Py_ssize_t _find_on(object handlers, object key, Py_hash_t key_hash) except
                 return pos
             h.lookups += 1
             try:
-                equal = _equal(<object>slot.callback, key)
+                if slot.flags & LKE_WEAK:
+                    stored = _key_of(slot)  # Python code: reads slot first
+                    equal = stored is not None and (stored is key or _equal(stored, key))
+                    stored = None
+                else:
+                    equal = _equal(<object>slot.callback, key)
             finally:
                 h.lookups -= 1
             if h.layout != layout:
@@ -926,16 +1057,16 @@ cdef Py_ssize_t _find_on(object handlers, object key, Py_hash_t key_hash) except
                 return pos
 
 
-cdef Py_ssize_t _find_identity(object handlers, object wrapper, Py_hash_t key_hash) noexcept:
-    # The position of the live slot holding exactly `wrapper`, or -1 (no
-    # Python code runs).
+cdef Py_ssize_t _find_identity(object handlers, PyObject *stored, Py_hash_t key_hash) noexcept:
+    # The position of the live slot holding exactly `stored` (a wrapper, a
+    # weak container), or -1.  No Python code runs; `stored` is only compared.
     cdef lke_handlers *h = _h(handlers)
     cdef Py_ssize_t step = 0, pos
     while True:
         pos = _next_candidate(h, key_hash, &step)
         if pos < 0:
             return -1
-        if h.slots[pos].callback is <PyObject *>wrapper and not h.slots[pos].flags & LKE_DEAD:
+        if h.slots[pos].callback == stored and not h.slots[pos].flags & LKE_DEAD:
             return pos
 
 
@@ -1009,10 +1140,10 @@ cdef int _find_all(object handlers, object key, Py_hash_t key_hash, lke_position
             slot = &h.slots[pos]
             if slot.hash != key_hash or slot.flags & LKE_DEAD:
                 continue
-            stored = _key_of(slot)
-            h.lookups += 1
+            h.lookups += 1  # (_key_of may allocate: Python code)
             try:
-                equal = stored is key or _equal(stored, key)
+                stored = _key_of(slot)
+                equal = stored is not None and (stored is key or _equal(stored, key))
                 stored = None
             finally:
                 h.lookups -= 1
@@ -1060,24 +1191,49 @@ cdef object _handlers_of(EmitterCore self, object event, bint create):
     return handlers
 
 
-cdef int _register(EmitterCore self, object event, object callback, Py_hash_t key_hash,
-                   Py_ssize_t accepted, Py_ssize_t required, uint32_t flags) except -1:
+cdef int _register(EmitterCore self, object event, object stored, object key,
+                   Py_hash_t key_hash, Py_ssize_t accepted, Py_ssize_t required,
+                   uint32_t flags) except -1:
+    # Registers `stored` (the callback, a wrapper or a weak container) as a
+    # registration of `key` (the callback as the user gave it).
     cdef int32_t accepted32, required32
+    cdef Py_ssize_t limit = _listener_limit(self)
+    cdef bint leak = False
+    cdef lke_handlers *h
     _checked_arity(accepted, required, &accepted32, &required32)
     handlers = _handlers_of(self, event, True)
+    h = _h(handlers)
     with cython.critical_section(handlers):
         if flags & LKE_WRAPPER:
-            if _find_identity(handlers, callback, key_hash) >= 0:
+            if _find_identity(handlers, <PyObject *>stored, key_hash) >= 0:
                 return 0  # this very wrapper is registered already
         elif not flags & LKE_ONCE:
-            if _find_on(handlers, callback, key_hash) >= 0:
+            if _find_on(handlers, key, key_hash) >= 0:
                 return 0  # already registered: keeps its first position
         # Commit: no Python code from here.
-        lke_append(_h(handlers), <PyObject *>callback, key_hash, accepted32, required32, flags)
+        lke_append(h, <PyObject *>stored, key_hash, accepted32, required32, flags)
+        if limit and h.live > limit and not h.warned:
+            h.warned = leak = True
+    if leak:  # paid at registration only
+        warn_listener_leak(self, event, h.live, limit, 1)
     return 0
 
 
-cdef int _remove(object handlers, object callback, Py_hash_t key_hash, bint wrapper) except -1:
+cdef Py_ssize_t _listener_limit(EmitterCore self) except -1:
+    # set_max_listeners(n) for this emitter, else the class's max_listeners.
+    if self.listener_limit >= 0:
+        return self.listener_limit
+    value = _PyType_Lookup(Py_TYPE_ptr(<PyObject *>self), "max_listeners")
+    if value is NULL or <object>value is None:
+        return 0
+    if type(<object>value) is int:
+        return max(<Py_ssize_t><object>value, 0)
+    return checked_max_listeners(<object>value)
+
+
+cdef int _remove(object handlers, object callback, Py_hash_t key_hash, PyObject *stored) except -1:
+    # Removes every live registration of `callback`, or with `stored` (a
+    # wrapper removing itself, a dead weak registration) that one slot only.
     cdef lke_handlers *h = _h(handlers)
     cdef lke_positions found
     cdef lke_release release
@@ -1086,8 +1242,8 @@ cdef int _remove(object handlers, object callback, Py_hash_t key_hash, bint wrap
     lke_release_init(&release)
     try:
         with cython.critical_section(handlers):
-            if wrapper:  # a wrapper removing itself: that registration only
-                pos = _find_identity(handlers, callback, key_hash)
+            if stored is not NULL:
+                pos = _find_identity(handlers, stored, key_hash)
                 if pos >= 0:
                     lke_positions_add(&found, pos)
             else:
@@ -1126,8 +1282,9 @@ cdef int _clear(object handlers) except -1:
 
 cdef list _walk(object handlers, bint triples, object event):
     # The live callbacks in call order, as the user registered them (a
-    # wrapper's callback); or (event, once, callback) triples for
-    # export_registrations.  A walk: nothing moves meanwhile (rule 5).
+    # wrapper's callback, a weak registration's live referent); or
+    # (event, once, callback, weak) for export_registrations.  A walk:
+    # nothing moves meanwhile (rule 5).
     cdef lke_handlers *h = _h(handlers)
     cdef lke_slot slot
     cdef lke_release release
@@ -1140,11 +1297,17 @@ cdef list _walk(object handlers, bint triples, object event):
         for i in range(n):
             if lke_take(h, i, &slot, 0):
                 try:
-                    if not triples:
-                        result.append(_key_of(&slot))
+                    registered = _key_of(&slot)
+                    if registered is None:
+                        pass  # held weakly, and dead
+                    elif not triples:
+                        result.append(registered)
                     else:
                         once = (slot.flags & (LKE_ONCE | LKE_WRAPPER)) != 0
-                        result.append((event, once, _key_of(&slot)))
+                        weak = ((slot.flags & LKE_WEAK) != 0
+                                or (slot.flags & LKE_WRAPPER
+                                    and (<OnceWrapper><object>slot.callback).weak_flags != 0))
+                        result.append((event, once, registered, weak))
                 finally:
                     LKE_FT_DECREF(slot.callback)
     finally:
@@ -1179,65 +1342,182 @@ cdef class OnceWrapper:
     sees livekit's sequence) and calls the callback with the leading arguments
     it accepts; later calls (a nested emit, another thread, an emitter that
     doesn't remove it) do nothing.  ``off(event, callback)`` on the emitter
-    also removes it.
+    also removes it.  With ``weak=True`` it holds the callback weakly, and
+    removes itself the same way when the callback dies.
     """
 
     cdef readonly object emitter
     cdef readonly object event
-    cdef object callback
+    cdef object callback  # strong, or a weak container (weak_flags set)
+    cdef uint32_t weak_flags  # LKE_WEAK (| LKE_METHOD) when held weakly
     cdef Py_hash_t key_hash  # the callback's hash: its key in the registry
     cdef Py_hash_t own_hash
     cdef int32_t accepted, required
     cdef bint claimed
+    cdef object __weakref__
 
     @property
     def __wrapped__(self):
-        return self.callback
+        return self.target()
+
+    cdef object target(self):
+        # The callback (None once a weakly held one has died).
+        cdef lke_slot slot
+        if not self.weak_flags:
+            return self.callback
+        slot.callback = <PyObject *>self.callback
+        slot.flags = self.weak_flags
+        return _key_of(&slot)
+
+    cdef bint claim(self):
+        with cython.critical_section(self):  # test-and-set
+            if self.claimed or self.emitter is None:
+                return False
+            self.claimed = True
+        return True
 
     def __call__(self, *args, **kwargs):
-        with cython.critical_section(self):  # the claim: test-and-set
-            if self.claimed or self.emitter is None:
-                return None
-            self.claimed = True
+        if not self.claim():
+            return None
         self.emitter.off(self.event, self)
+        callback = self.target()
+        if callback is None:
+            return None  # held weakly, and dead
         if self.accepted < PyTuple_GET_SIZE(args):
             args = args[:self.accepted]
-        self.callback(*args, **kwargs)
+        callback(*args, **kwargs)
+
+    def expire(self):
+        """Its weakly held callback died: remove it as if it had fired."""
+        if self.claim():
+            self.emitter.off(self.event, self)
 
     def __hash__(self):
         return self.own_hash
 
     def __repr__(self):
-        return f"<once wrapper of {self.callback!r}>"
+        return f"<once wrapper of {self.target()!r}>"
 
     def __reduce__(self):
-        return (_rebuild_once_wrapper, (self.emitter, self.event, self.callback, self.claimed))
+        return (_rebuild_once_wrapper,
+                (self.emitter, self.event, self.target(), self.claimed, self.weak_flags != 0))
 
 
 cdef OnceWrapper _make_wrapper(object emitter, object event, object callback,
-                               Py_ssize_t accepted, Py_ssize_t required):
+                               Py_ssize_t accepted, Py_ssize_t required, bint weak):
     cdef OnceWrapper wrapper = OnceWrapper.__new__(OnceWrapper)
     cdef int32_t accepted32, required32
+    cdef _WeakDeath death
     _checked_arity(accepted, required, &accepted32, &required32)
     wrapper.key_hash = hash(callback)
     wrapper.own_hash = hash((_ONCE_SALT, wrapper.key_hash))
     wrapper.emitter = emitter
     wrapper.event = event
-    wrapper.callback = callback
     wrapper.accepted = accepted32
     wrapper.required = required32
+    if weak:
+        death = _WeakDeath.__new__(_WeakDeath)
+        death.wrapper = _weakref.ref(wrapper)
+        wrapper.callback = _weak_container(callback, death, &wrapper.weak_flags)
+    else:
+        wrapper.callback = callback
     return wrapper
 
 
 _ONCE_SALT = "livekit_events.once"  # the pure twin's wrappers hash the same
 
 
-def _rebuild_once_wrapper(emitter, event, callback, claimed):
+def _rebuild_once_wrapper(emitter, event, callback, claimed, weak=False):
     cdef Py_ssize_t accepted, required
     _describe(callback, &accepted, &required)
-    wrapper = _make_wrapper(emitter, event, callback, accepted, required)
+    wrapper = _make_wrapper(emitter, event, callback, accepted, required, weak)
     wrapper.claimed = claimed
     return wrapper
+
+
+# ---------------------------------------------------------------------------
+# Weak registrations: the slot holds a weak reference to the callable, or for
+# a bound method a tuple (weak reference to __self__, __func__), so that the
+# registration keeps neither alive.  The weak reference's callback, a
+# _WeakDeath, removes the registration when the referent dies; it holds the
+# emitter weakly and knows the slot by the identity of its container.
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class _WeakDeath:
+    cdef object emitter   # weak reference to the emitter, or None
+    cdef object wrapper   # weak reference to a OnceWrapper holding it, or None
+    cdef object event
+    cdef PyObject *container  # the slot's container: compared, never used
+    cdef Py_hash_t key_hash
+
+    def __call__(self, ref):
+        if self.wrapper is not None:
+            wrapper = self.wrapper()
+            if wrapper is not None:
+                wrapper.expire()
+            return
+        emitter = self.emitter() if self.emitter is not None else None
+        if emitter is None:
+            return
+        handlers = _handlers_of(<EmitterCore>emitter, self.event, False)
+        if handlers is not None:
+            _remove(handlers, None, self.key_hash, self.container)
+
+
+cdef object _weak_container(object callback, _WeakDeath death, uint32_t *flags):
+    # What a weak slot (or wrapper) holds for `callback`; sets LKE_WEAK (and
+    # LKE_METHOD for a bound method) in *flags.
+    try:
+        if type(callback) is _types.MethodType:
+            container = (_weakref.ref(callback.__self__, death), callback.__func__)
+            flags[0] |= LKE_WEAK | LKE_METHOD
+        else:
+            container = _weakref.ref(callback, death)
+            flags[0] = (flags[0] | LKE_WEAK) & ~LKE_METHOD
+    except TypeError:
+        target = callback.__self__ if type(callback) is _types.MethodType else callback
+        raise TypeError(
+            f"cannot register {callback!r} weakly: {type(target).__name__} objects can't be "
+            f"weakly referenced (register it without weak=True)") from None
+    death.container = <PyObject *>container
+    return container
+
+
+cdef object _weak_registration(EmitterCore self, object event, object callback,
+                               Py_hash_t key_hash, uint32_t *flags):
+    cdef _WeakDeath death = _WeakDeath.__new__(_WeakDeath)
+    try:
+        death.emitter = _weakref.ref(self)
+    except TypeError:
+        raise TypeError(f"{type(self).__name__} objects can't be weakly referenced, "
+                        "so they can't hold weak registrations") from None
+    death.event = event
+    death.key_hash = key_hash
+    return _weak_container(callback, death, flags)
+
+
+cdef int _register_callback(EmitterCore self, object event, object callback,
+                            bint weak, bint once) except -1:
+    cdef Py_ssize_t accepted, required
+    cdef Py_hash_t key_hash
+    cdef uint32_t flags = LKE_ONCE if once else 0
+    _describe(callback, &accepted, &required)
+    key_hash = hash(callback)
+    flags |= _method_flag(callback)
+    stored = _weak_registration(self, event, callback, key_hash, &flags) if weak else callback
+    _register(self, event, stored, callback, key_hash, accepted, required, flags)
+    return 0
+
+
+cdef int _register_wrapper(EmitterCore self, object event, OnceWrapper wrapper) except -1:
+    if wrapper.emitter is None:
+        raise TypeError("this OnceWrapper was not made by once()")
+    _register(self, event, wrapper, wrapper, wrapper.key_hash,
+              ALL_ARGUMENTS if wrapper.accepted == LKE_ALL else wrapper.accepted,
+              wrapper.required, LKE_WRAPPER)
+    return 0
 
 
 # ---------------------------------------------------------------------------
@@ -1248,11 +1528,13 @@ def _rebuild_once_wrapper(emitter, event, callback, claimed):
 cdef class EmitterCore:
     """Registration storage and ``emit``; the public class adds the typing."""
 
-    # event -> Handlers.  A C field: no name a subclass could collide with.
+    # event -> Handlers.  C fields: no name a subclass could collide with.
     cdef dict registry
+    cdef Py_ssize_t listener_limit  # set_max_listeners(); -1: the class's
 
     def __cinit__(self, *args, **kwargs):
         self.registry = {}
+        self.listener_limit = -1
 
     def __init__(self):
         if self.registry:
@@ -1262,39 +1544,29 @@ cdef class EmitterCore:
     # class as a METH_FASTCALL method descriptor.
 
     @cython.binding(False)
-    def on(self, event, callback=None):
+    def on(self, event, callback=None, *, weak=False):
         """Call ``callback`` every time ``event`` is emitted; return it."""
-        cdef Py_ssize_t accepted, required
-        cdef OnceWrapper wrapper
         if callback is None:
-            return registration_decorator(self, "on", event)
+            return registration_decorator(self, "on", event, weak)
         hash(event)
         if type(callback) is OnceWrapper:  # once's wrapper, back from a subclass's on
-            wrapper = <OnceWrapper>callback
-            if wrapper.emitter is None:
-                raise TypeError("this OnceWrapper was not made by once()")
-            _register(self, event, callback, wrapper.key_hash,
-                      ALL_ARGUMENTS if wrapper.accepted == LKE_ALL else wrapper.accepted,
-                      wrapper.required, LKE_WRAPPER)
+            _register_wrapper(self, event, <OnceWrapper>callback)
         else:
-            _describe(callback, &accepted, &required)
-            _register(self, event, callback, hash(callback), accepted, required,
-                      _method_flag(callback))
+            _register_callback(self, event, callback, weak, False)
         return callback
 
     @cython.binding(False)
-    def once(self, event, callback=None):
+    def once(self, event, callback=None, *, weak=False):
         """Call ``callback`` the next time ``event`` is emitted only; return it."""
         cdef Py_ssize_t accepted, required
         if callback is None:
-            return registration_decorator(self, "once", event)
+            return registration_decorator(self, "once", event, weak)
         hash(event)
-        _describe(callback, &accepted, &required)
         if _plain_on_off(self):
-            _register(self, event, callback, hash(callback), accepted, required,
-                      LKE_ONCE | _method_flag(callback))
+            _register_callback(self, event, callback, weak, True)
         else:
-            self.on(event, _make_wrapper(self, event, callback, accepted, required))
+            _describe(callback, &accepted, &required)
+            self.on(event, _make_wrapper(self, event, callback, accepted, required, weak))
         return callback
 
     @cython.binding(False)
@@ -1305,9 +1577,23 @@ cdef class EmitterCore:
         if handlers is None:
             return
         if type(callback) is OnceWrapper:  # a wrapper removes only itself
-            _remove(handlers, callback, (<OnceWrapper>callback).key_hash, True)
+            _remove(handlers, callback, (<OnceWrapper>callback).key_hash, <PyObject *>callback)
         else:
-            _remove(handlers, callback, hash(callback), False)
+            _remove(handlers, callback, hash(callback), NULL)
+
+    max_listeners = DEFAULT_MAX_LISTENERS
+
+    @cython.binding(False)
+    def set_max_listeners(self, limit):
+        """Warn (``ListenerLeakWarning``) when an event of this emitter gets
+        more than ``limit`` handlers; ``0`` or ``None``: never."""
+        self.listener_limit = checked_max_listeners(limit)
+
+    @cython.binding(False)
+    def get_max_listeners(self):
+        """This emitter's limit (``set_max_listeners``, else the class's
+        ``max_listeners``); ``0``: no limit."""
+        return _listener_limit(self)
 
     @cython.binding(False)
     def remove_all_listeners(self, event=None):
@@ -1388,7 +1674,7 @@ cdef bint _plain_on_off(object self) except -1:
 
 
 def export_registrations(EmitterCore emitter not None):
-    """``[(event, once, callback), ...]``: every live registration, in order."""
+    """``[(event, once, callback, weak), ...]``: every live registration, in order."""
     result = []
     for event, handlers in _in_order(emitter):
         result.extend(_walk(handlers, True, event))
@@ -1396,23 +1682,19 @@ def export_registrations(EmitterCore emitter not None):
 
 
 def import_registrations(EmitterCore emitter not None, registrations):
-    """Register ``[(event, once, callback), ...]`` in the emitter's registry,
-    without going through a subclass's ``on`` (it restores, not registers)."""
+    """Register ``[(event, once, callback, weak), ...]`` in the emitter's
+    registry, without going through a subclass's ``on`` (it restores, not
+    registers)."""
     cdef Py_ssize_t accepted, required
-    cdef OnceWrapper wrapper
     plain = _plain_on_off(emitter)
-    for event, once, callback in registrations:
-        if not once:
-            EmitterCore.on(emitter, event, callback)
-            continue
+    for event, once, callback, weak in registrations:
         hash(event)
-        _describe(callback, &accepted, &required)
-        if plain:
-            _register(emitter, event, callback, hash(callback), accepted, required,
-                      LKE_ONCE | _method_flag(callback))
+        if once and not plain:
+            _describe(callback, &accepted, &required)
+            _register_wrapper(emitter, event,
+                              _make_wrapper(emitter, event, callback, accepted, required, weak))
         else:
-            wrapper = _make_wrapper(emitter, event, callback, accepted, required)
-            _register(emitter, event, wrapper, wrapper.key_hash, accepted, required, LKE_WRAPPER)
+            _register_callback(emitter, event, callback, weak, once)
 
 
 def _copy_registrations(source, target, memo):
@@ -1477,8 +1759,16 @@ cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject 
     cdef Py_ssize_t count = h.count
     if count == 0:
         return None
-    cdef PyObject **argv = &args[1]
-    cdef Py_ssize_t given = nargs - 1
+    if lke_slow_ns:
+        return _walk_handlers(handlers, <object>event, &args[1], nargs - 1, count, True)
+    return _walk_handlers(handlers, <object>event, &args[1], nargs - 1, count, False)
+
+
+cdef inline object _walk_handlers(object handlers, object event, PyObject **argv,
+                                  Py_ssize_t given, Py_ssize_t count, bint timed):
+    # emit's walk over the first `count` slots; `timed` (slow-handler
+    # detection on) is a constant in each of emit's two calls.
+    cdef lke_handlers *h = _h(handlers)
     cdef Py_ssize_t i, passed
     # Bound-method handlers get the arguments copied here, with a spare slot
     # in front so that they prepend self in place (PY_VECTORCALL_ARGUMENTS_OFFSET):
@@ -1488,20 +1778,29 @@ cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject 
     cdef PyObject *result
     cdef lke_slot slot
     cdef lke_release release
+    cdef int taken
+    cdef int64_t started = 0, elapsed = 0
     lke_begin_walk(h)
     try:
         for i in range(count):
             # A copy of the slot; a once registration is claimed here (rule 6).
             # The walk keeps the callback alive (rule 5), whatever the call does.
-            if not lke_take(h, i, &slot, 1):
+            taken = lke_take(h, i, &slot, 1)
+            if not taken:
                 continue  # removed while this emit runs
             if given < slot.required:
                 try:
-                    raise arity_error(<object>event, _key_of(&slot), slot.required, given)
+                    raise arity_error(event, _key_of(&slot), slot.required, given)
                 finally:
                     LKE_FT_DECREF(slot.callback)
             passed = slot.accepted if slot.accepted < given else given
-            if not (slot.flags & LKE_METHOD) or given > STACK_ARGS:
+            if timed:
+                started = lke_now()
+            if taken == 2:  # weak: its referent, if alive
+                if not lke_call_weak(slot.callback, slot.flags, argv, passed, &result):
+                    LKE_FT_DECREF(slot.callback)
+                    continue
+            elif not (slot.flags & LKE_METHOD) or given > STACK_ARGS:
                 result = lke_vectorcall(slot.callback, argv, <size_t>passed)
             else:
                 if offset_argv is NULL:
@@ -1509,13 +1808,20 @@ cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject 
                     offset_argv = &stack[1]
                 result = lke_vectorcall(
                     slot.callback, offset_argv, <size_t>passed | PY_VECTORCALL_ARGUMENTS_OFFSET)
-            LKE_FT_DECREF(slot.callback)
+            if timed:
+                elapsed = lke_now() - started
             # Checking the result instead of a try/except per handler keeps
             # isolation free when nothing fails.
             if result is NULL:
-                _handler_failed(<object>event)  # raises (keeps) a BaseException
+                try:
+                    _handler_failed(event)  # raises (keeps) a BaseException
+                finally:
+                    LKE_FT_DECREF(slot.callback)
             else:
                 Py_DECREF_ptr(result)
+                LKE_FT_DECREF(slot.callback)
+            if timed and elapsed > lke_slow_ns:
+                report_slow_handler(event, _key_of(&slot), elapsed)
     finally:
         # The last walker compacts; what it drops is released after (rule 4).
         lke_release_init(&release)
@@ -1797,6 +2103,8 @@ def livekit_emit(self, event, *args):
     cdef size_t offset_flag
     cdef PyObject *result
     cdef unsigned char kind
+    cdef bint timed
+    cdef int64_t started = 0, elapsed
 
     # The snapshot of the handlers, as livekit's list(self._events[event]):
     # on the C stack when they fit, compared with the last emit's as it goes
@@ -1855,20 +2163,27 @@ def livekit_emit(self, event, *args):
         else:
             argv = (<PyTupleObject *>args).ob_item
             offset_flag = 0
+        timed = lke_slow_ns != 0  # slow-handler detection (off: one test per emit)
         for i in range(n):
             kind = snapshot.kinds[i]
+            if timed:
+                started = lke_now()
             if kind == LK_KIND_SLOW:
                 lk_call_slow(event, <object>callbacks[i], args)
-                continue
-            if kind == LK_KIND_LEGACY_ONCE and not lk_legacy_once_pending(
+            elif kind == LK_KIND_LEGACY_ONCE and not lk_legacy_once_pending(
                     self, event, <object>callbacks[i]):
                 continue
-            passed = snapshot.accepted[i] if snapshot.accepted[i] < given else given
-            result = PyObject_Vectorcall(callbacks[i], argv, <size_t>passed | offset_flag, NULL)
-            if result is NULL:
-                _lk_handler_failed(event)
             else:
-                Py_DECREF_ptr(result)
+                passed = snapshot.accepted[i] if snapshot.accepted[i] < given else given
+                result = PyObject_Vectorcall(callbacks[i], argv, <size_t>passed | offset_flag, NULL)
+                if result is NULL:
+                    _lk_handler_failed(event)
+                else:
+                    Py_DECREF_ptr(result)
+            if timed:
+                elapsed = lke_now() - started
+                if elapsed > lke_slow_ns:
+                    report_slow_handler(event, <object>callbacks[i], elapsed)
     finally:
         if keys is None:
             for i in range(n):

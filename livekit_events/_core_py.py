@@ -47,17 +47,24 @@ import inspect
 import itertools
 import keyword
 import sys
+import time
 import types
-from typing import Any, Dict, List, Optional, SupportsIndex, Tuple
+import weakref
+from typing import Any, Dict, List, Optional, SupportsIndex, Tuple, cast
 
 from ._common import (
     ALL_ARGUMENTS,
+    DEFAULT_MAX_LISTENERS,
     arity_error,
+    checked_max_listeners,
     copy_emitter,
     log_handler_failure,
     reduce_emitter,
+    register_slow_threshold_setter,
     registration_decorator,
+    report_slow_handler,
     restore_instance_state,
+    warn_listener_leak,
 )
 from ._common import describe_callback as _describe_slow
 
@@ -147,6 +154,70 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
 
 # -- the registry ----------------------------------------------------------------------
 
+# Once registrations hash like their callback combined with this salt: not
+# like the callback itself, so that the callback's own `on` registration (same
+# hash) is never compared with them, and a user __eq__ never sees our keys.
+_ONCE_SALT = "livekit_events.once"
+
+
+def _once_hash(callback: Any) -> int:
+    return hash((_ONCE_SALT, hash(callback)))
+
+
+# -- weak references -------------------------------------------------------------------
+#
+# A weakly held callable is a weak reference to it, or for a bound method a
+# tuple (weak reference to __self__, __func__), so that nothing keeps the
+# object alive.  The weak reference's callback (a _WeakDeath) removes the
+# registration when the referent dies; it holds the emitter weakly.
+
+
+def _weak_container(callback: Any, death: Any) -> Any:
+    try:
+        if type(callback) is types.MethodType:
+            return (weakref.ref(callback.__self__, death), callback.__func__)
+        return weakref.ref(callback, death)
+    except TypeError:
+        target = callback.__self__ if type(callback) is types.MethodType else callback
+        raise TypeError(
+            f"cannot register {callback!r} weakly: {type(target).__name__} objects can't be "
+            "weakly referenced (register it without weak=True)"
+        ) from None
+
+
+def _weak_target(container: Any) -> Any:
+    """The callable a weak container stands for, or None once it died."""
+    if type(container) is tuple:
+        ref, function = cast("Tuple[Any, Any]", container)
+        obj = ref()
+        return None if obj is None else types.MethodType(function, obj)
+    return container()
+
+
+class _WeakDeath:
+    """A weak registration's referent died: remove the registration."""
+
+    __slots__ = ("emitter", "event", "key", "wrapper")
+
+    def __init__(self, emitter: Any, event: Any, key: Any, wrapper: Any = None) -> None:
+        self.emitter = emitter  # weak reference to the emitter
+        self.event = event
+        self.key = key  # weak reference to the registration's key
+        self.wrapper = wrapper  # or a weak reference to the OnceWrapper holding it
+
+    def __call__(self, _: Any) -> None:
+        if self.wrapper is not None:
+            wrapper = self.wrapper()
+            if wrapper is not None:
+                wrapper.expire()
+            return
+        emitter, key = self.emitter(), self.key()
+        if emitter is None or key is None:
+            return
+        handlers = emitter.__livekit_events__.get(self.event)
+        if handlers is not None:
+            handlers.pop(key)
+
 
 class OnceWrapper:
     """What ``once`` registers through ``self.on`` when a subclass overrides
@@ -157,48 +228,93 @@ class OnceWrapper:
     sees livekit's sequence) and calls the callback with the leading arguments
     it accepts; later calls (a nested emit, another thread, an emitter that
     doesn't remove it) do nothing.  ``off(event, callback)`` on the emitter
-    also removes it.
+    also removes it.  With ``weak=True`` it holds the callback weakly, and
+    removes itself the same way when the callback dies.
     """
 
-    __slots__ = ("__wrapped__", "emitter", "event", "limit", "required", "_hash", "_unclaimed")
+    __slots__ = (
+        "emitter", "event", "limit", "required",
+        "weak", "_callback", "_hash", "_unclaimed", "__weakref__",
+    )  # fmt: skip
 
     def __init__(
-        self, emitter: Any, event: Any, callback: Any, limit: Optional[int], required: int
+        self,
+        emitter: Any,
+        event: Any,
+        callback: Any,
+        limit: Optional[int],
+        required: int,
+        weak: bool = False,
     ) -> None:
-        self.__wrapped__ = callback
         self.emitter = emitter
         self.event = event
         self.limit = limit
         self.required = required
         self._hash = _once_hash(callback)
         self._unclaimed = [True]  # list.pop is the claim: atomic, succeeds once
+        self.weak = weak  # holds the callback weakly
+        if weak:
+            death = _WeakDeath(None, event, None, weakref.ref(self))
+            self._callback = _weak_container(callback, death)
+        else:
+            self._callback = callback
 
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
+    @property
+    def __wrapped__(self) -> Any:
+        callback = getattr(self, "_callback", None)
+        return _weak_target(callback) if getattr(self, "weak", False) else callback
+
+    def claim(self) -> bool:
+        """The wrapper's one call: True the first time, False after."""
         try:
             self._unclaimed.pop()
         except (IndexError, AttributeError):  # claimed already (or never made)
+            return False
+        return True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        if not self.claim():
             return
         self.emitter.off(self.event, self)
-        self.__wrapped__(*args[: self.limit], **kwargs)
+        callback = self.__wrapped__
+        if callback is not None:  # (None: held weakly, and dead)
+            callback(*args[: self.limit], **kwargs)
+
+    def expire(self) -> None:
+        """Its weakly held callback died: remove it as if it had fired."""
+        if self.claim():
+            self.emitter.off(self.event, self)
 
     def __hash__(self) -> int:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        return other is self or (type(other) is _Probe and other.matches(self.__wrapped__))
+        if other is self:
+            return True
+        if type(other) is not _Probe:
+            return False
+        callback = self.__wrapped__
+        return callback is not None and other.matches(callback)
 
     def __repr__(self) -> str:
-        return f"<once wrapper of {getattr(self, '__wrapped__', None)!r}>"
+        return f"<once wrapper of {self.__wrapped__!r}>"
+
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild_once_wrapper,
+            (self.emitter, self.event, self.__wrapped__, not self._unclaimed, self.weak),
+        )
 
 
-# Once registrations hash like their callback combined with this salt: not
-# like the callback itself, so that the callback's own `on` registration (same
-# hash) is never compared with them, and a user __eq__ never sees our keys.
-_ONCE_SALT = "livekit_events.once"
-
-
-def _once_hash(callback: Any) -> int:
-    return hash((_ONCE_SALT, hash(callback)))
+def _rebuild_once_wrapper(
+    emitter: Any, event: Any, callback: Any, claimed: bool, weak: bool = False
+) -> OnceWrapper:
+    accepted, required = describe_callback(callback)
+    limit = None if accepted == ALL_ARGUMENTS else accepted
+    wrapper = OnceWrapper(emitter, event, callback, limit, required, weak)
+    if claimed:
+        wrapper.claim()
+    return wrapper
 
 
 class _OnceHashed:
@@ -216,13 +332,26 @@ class _OnceHashed:
 
 class _OnceKey(_OnceHashed):
     """The dict key of one ``once`` registration: equal only to itself and to
-    a ``_Probe`` of an equal callback."""
+    a ``_Probe`` of an equal callback.  ``callback`` may be a weak container
+    (``weak`` set)."""
 
-    __slots__ = ()
+    __slots__ = ("weak", "__weakref__")
     __hash__ = _OnceHashed.__hash__  # (defining __eq__ would unset it)
 
+    def __init__(self, callback: Any, weak: Any = None) -> None:
+        super().__init__(callback)
+        self.weak = weak  # the weak container, for a weak registration
+
+    def target(self) -> Any:
+        return self.callback if self.weak is None else _weak_target(self.weak)
+
     def __eq__(self, other: object) -> bool:
-        return other is self or (type(other) is _Probe and other.matches(self.callback))
+        if other is self:
+            return True
+        if type(other) is not _Probe:
+            return False
+        callback = self.target()
+        return callback is not None and other.matches(callback)
 
 
 class _Probe(_OnceHashed):
@@ -240,25 +369,65 @@ class _Probe(_OnceHashed):
         return callback is self.callback or bool(callback == self.callback)
 
 
+class _WeakKey:
+    """The dict key of a weak ``on`` registration: hashes like the callback
+    and, while it lives, equals what the callback equals."""
+
+    __slots__ = ("weak", "hash", "__weakref__")
+
+    def __init__(self, callback_hash: int) -> None:
+        self.weak: Any = None  # the weak container, set once made
+        self.hash = callback_hash
+
+    def target(self) -> Any:
+        return _weak_target(self.weak)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
+        callback = self.target()
+        if callback is None:
+            return False
+        if type(other) is _WeakKey:
+            other = other.target()
+            if other is None:
+                return False
+        elif type(other) in (_Probe, _OnceKey, OnceWrapper):
+            return False
+        return callback is other or bool(callback == other)
+
+
 class Registration:
     """One ``on`` or ``once`` registration of a callback for an event."""
 
-    __slots__ = ("callback", "key", "limit", "required", "once", "active")
+    __slots__ = ("callback", "key", "limit", "required", "once", "special", "active")
 
     def __init__(
         self, callback: Any, key: Any, limit: Optional[int], required: int, once: bool
     ) -> None:
-        self.callback = callback
+        self.callback = callback  # what emit calls (None: held weakly, see key)
         self.key = key  # its key in _Handlers.registrations
         self.limit = limit  # a slice bound: args[:None] is every argument
         self.required = required
         self.once = once  # claimed by emit (a OnceWrapper claims itself)
+        self.special = once or callback is None  # emit's one check for both
         self.active = True  # cleared by whoever pops it
 
     def listed(self) -> Any:
-        """The callable as the user registered it."""
+        """The callable as the user registered it (None: weak, and dead)."""
         callback = self.callback
+        if callback is None:
+            return self.key.target()
         return callback.__wrapped__ if type(callback) is OnceWrapper else callback
+
+    def weak(self) -> bool:
+        callback = self.callback
+        if callback is None:
+            return True
+        return type(callback) is OnceWrapper and callback.weak
 
 
 _NO_SNAPSHOT: Tuple[object, Tuple[Registration, ...]] = (None, ())
@@ -268,11 +437,12 @@ _first_handler_order = itertools.count(1)  # next() is atomic
 class _Handlers:
     """The registrations of one event (see the module docstring)."""
 
-    __slots__ = ("registrations", "version", "added", "snapshot", "since")
+    __slots__ = ("registrations", "version", "added", "snapshot", "since", "warned")
 
     def __init__(self) -> None:
         self.since = 0  # when it last got a handler while it had none
         self.added = object()  # replaced by every registration (see off)
+        self.warned = False  # the listener-leak warning was given
         self.registrations: Dict[Any, Registration] = {}
         self.version = object()  # replaced after every change
         self.snapshot: Tuple[object, Tuple[Registration, ...]] = _NO_SNAPSHOT
@@ -304,10 +474,16 @@ class _Handlers:
     def pop(self, key: Any) -> Optional[Registration]:
         registration = self.registrations.pop(key, None)
         if registration is not None:
-            registration.active = False
-            self.version = object()
-            self.snapshot = _NO_SNAPSHOT  # let go of the removed callback now
+            self.removed(registration)
         return registration
+
+    def removed(self, registration: Registration) -> None:
+        """What follows taking ``registration`` out of the dict."""
+        registration.active = False
+        self.version = object()
+        self.snapshot = _NO_SNAPSHOT  # let go of the removed callback now
+        if not self.registrations:
+            self.warned = False  # warned again if it leaks again
 
 
 def _plain_on_off(emitter: Any) -> bool:
@@ -322,17 +498,36 @@ def _plain_on_off(emitter: Any) -> bool:
     )
 
 
+# Slow-handler detection: the threshold in nanoseconds (0: off), set by _common.
+_slow_ns = 0
+
+
+def _set_slow_threshold(threshold_ns: int) -> None:
+    global _slow_ns
+    _slow_ns = max(threshold_ns, 0)
+
+
+register_slow_threshold_setter(_set_slow_threshold)
+
+
 class EmitterCore:
     """Registration storage and ``emit``; the public class adds the typing."""
 
-    # The registry (event -> _Handlers).  A dunder, so that no name a subclass
-    # may use for its own state collides with it (SPEC §2).
-    __slots__ = ("__livekit_events__",)
+    # The registry (event -> _Handlers) and set_max_listeners()'s limit.
+    # Dunders, so that no name a subclass may use for its own state collides
+    # with them (SPEC §2).
+    __slots__ = ("__livekit_events__", "__livekit_events_limit__")
     __livekit_events__: Dict[Any, _Handlers]
+    __livekit_events_limit__: Optional[int]
+
+    #: Warn (``ListenerLeakWarning``) when an event gets more handlers than
+    #: this; ``0`` or ``None``: never.  ``set_max_listeners`` sets it per emitter.
+    max_listeners: Optional[int] = DEFAULT_MAX_LISTENERS
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "EmitterCore":
         self = object.__new__(cls)
         self.__livekit_events__ = {}
+        self.__livekit_events_limit__ = None
         return self
 
     def __init__(self) -> None:
@@ -344,49 +539,51 @@ class EmitterCore:
         handlers = self.__livekit_events__.get(event)
         if handlers is None:
             return
+        if _slow_ns:
+            return _emit_timed(handlers, event, args)
         snapshot = handlers.snapshot
         entries = snapshot[1] if snapshot[0] is handlers.version else handlers.current()
         given = len(args)
         for registration in entries:
             if not registration.active:
                 continue  # removed while this emit runs
-            if registration.once and handlers.pop(registration.key) is None:
-                continue  # fired by a nested emit or another thread first
+            callback = registration.callback
+            if registration.special:  # once, or held weakly
+                callback = _claim(handlers, registration)
+                if callback is None:
+                    continue  # fired by a nested emit or another thread, or dead
             if given < registration.required:
                 raise arity_error(event, registration.listed(), registration.required, given)
             try:
-                registration.callback(*args[: registration.limit])
+                callback(*args[: registration.limit])
             except Exception as exc:
                 log_handler_failure(event, exc)
 
-    def on(self, event: Any, callback: Any = None) -> Any:
+    def on(self, event: Any, callback: Any = None, *, weak: bool = False) -> Any:
         """Call ``callback`` every time ``event`` is emitted; return it."""
         if callback is None:
-            return registration_decorator(self, "on", event)
+            return registration_decorator(self, "on", event, weak)
         hash(event)
         if type(callback) is OnceWrapper:  # once's wrapper, back from a subclass's on
             registration = Registration(
                 callback, callback, callback.limit, callback.required, False
             )
+            _register(self, event, registration)
+        else:
+            _register_callback(self, event, callback, weak, False)
+        return callback
+
+    def once(self, event: Any, callback: Any = None, *, weak: bool = False) -> Any:
+        """Call ``callback`` the next time ``event`` is emitted only; return it."""
+        if callback is None:
+            return registration_decorator(self, "once", event, weak)
+        hash(event)
+        if _plain_on_off(self):
+            _register_callback(self, event, callback, weak, True)
         else:
             accepted, required = describe_callback(callback)
             limit = None if accepted == ALL_ARGUMENTS else accepted
-            registration = Registration(callback, callback, limit, required, False)
-        _handlers(self, event).add(registration)
-        return callback
-
-    def once(self, event: Any, callback: Any = None) -> Any:
-        """Call ``callback`` the next time ``event`` is emitted only; return it."""
-        if callback is None:
-            return registration_decorator(self, "once", event)
-        hash(event)
-        accepted, required = describe_callback(callback)
-        limit = None if accepted == ALL_ARGUMENTS else accepted
-        if _plain_on_off(self):
-            key = _OnceKey(callback)
-            _handlers(self, event).add(Registration(callback, key, limit, required, True))
-        else:
-            self.on(event, OnceWrapper(self, event, callback, limit, required))
+            self.on(event, OnceWrapper(self, event, callback, limit, required, weak))
         return callback
 
     def off(self, event: Any, callback: Any) -> None:
@@ -414,6 +611,19 @@ class EmitterCore:
             if handlers.added is added:
                 return
 
+    def set_max_listeners(self, limit: Optional[int]) -> None:
+        """Warn (``ListenerLeakWarning``) when an event of this emitter gets
+        more than ``limit`` handlers; ``0`` or ``None``: never."""
+        self.__livekit_events_limit__ = checked_max_listeners(limit)
+
+    def get_max_listeners(self) -> int:
+        """This emitter's limit (``set_max_listeners``, else the class's
+        ``max_listeners``); ``0``: no limit."""
+        limit = self.__livekit_events_limit__
+        if limit is not None:
+            return limit
+        return checked_max_listeners(type(self).max_listeners)
+
     def remove_all_listeners(self, event: Any = None) -> None:
         """Remove every handler of ``event``, or of every event if it is None."""
         registry = self.__livekit_events__
@@ -429,16 +639,14 @@ class EmitterCore:
                     _, registration = registrations.popitem()
                 except KeyError:
                     break
-                registration.active = False
-                handlers.version = object()
-                handlers.snapshot = _NO_SNAPSHOT
+                handlers.removed(registration)
 
     def listeners(self, event: Any) -> List[Any]:
         """The callbacks of ``event`` as registered, in call order."""
         handlers = self.__livekit_events__.get(event)
         if handlers is None:
             return []
-        return [r.listed() for r in handlers.current() if r.active]
+        return _listed(handlers)
 
     def listener_count(self, event: Any) -> int:
         """How many registrations ``event`` has (each pending ``once`` counts)."""
@@ -453,11 +661,7 @@ class EmitterCore:
     @property
     def _events(self) -> Dict[Any, List[Any]]:
         """livekit compatibility: a fresh ``{event: [callbacks]}`` mapping."""
-        return {
-            e: [r.listed() for r in h.current() if r.active]
-            for e, h in _in_order(self)
-            if h.registrations
-        }
+        return {e: _listed(h) for e, h in _in_order(self) if h.registrations}
 
     def __copy__(self) -> Any:
         return copy_emitter(self, None, functools.partial(_copy_registrations, self))
@@ -471,6 +675,88 @@ class EmitterCore:
 
 _CORE_ON = EmitterCore.on
 _CORE_OFF = EmitterCore.off
+
+
+def _claim(handlers: _Handlers, registration: Registration) -> Any:
+    # A special registration's turn: what to call, or None to skip it.
+    if registration.once and handlers.pop(registration.key) is None:
+        return None  # fired by a nested emit or another thread first
+    callback = registration.callback
+    return registration.key.target() if callback is None else callback
+
+
+def _emit_timed(handlers: _Handlers, event: Any, args: Tuple[Any, ...]) -> None:
+    # emit's loop with every call timed (slow-handler detection is on).
+    given = len(args)
+    for registration in handlers.current():
+        if not registration.active:
+            continue
+        callback = registration.callback
+        if registration.special:
+            callback = _claim(handlers, registration)
+            if callback is None:
+                continue
+        if given < registration.required:
+            raise arity_error(event, registration.listed(), registration.required, given)
+        started = time.perf_counter_ns()
+        try:
+            callback(*args[: registration.limit])
+        except Exception as exc:
+            log_handler_failure(event, exc)
+        finally:
+            elapsed = time.perf_counter_ns() - started
+        if elapsed > _slow_ns:
+            report_slow_handler(event, registration.listed(), elapsed)
+
+
+def _listed(handlers: _Handlers) -> List[Any]:
+    listed = [r.listed() for r in handlers.current() if r.active]
+    return [callback for callback in listed if callback is not None]
+
+
+def _register_callback(
+    emitter: EmitterCore, event: Any, callback: Any, weak: bool, once: bool
+) -> None:
+    accepted, required = describe_callback(callback)
+    limit = None if accepted == ALL_ARGUMENTS else accepted
+    if not weak:
+        key = _OnceKey(callback) if once else callback
+        _register(emitter, event, Registration(callback, key, limit, required, once))
+        return
+    try:
+        emitter_ref = weakref.ref(emitter)
+    except TypeError:
+        raise TypeError(
+            f"{type(emitter).__name__} objects can't be weakly referenced, "
+            "so they can't hold weak registrations"
+        ) from None
+    weak_key: Any = _OnceKey(callback, None) if once else _WeakKey(hash(callback))
+    death = _WeakDeath(emitter_ref, event, weakref.ref(weak_key))
+    weak_key.weak = _weak_container(callback, death)
+    if once:
+        weak_key.callback = None  # the key holds it weakly only
+    _register(emitter, event, Registration(None, weak_key, limit, required, once))
+
+
+def _register(emitter: EmitterCore, event: Any, registration: Registration) -> None:
+    limit = emitter.get_max_listeners()
+    handlers = _handlers(emitter, event)
+    if handlers.add(registration) and limit and not handlers.warned:
+        count = len(handlers.registrations)
+        if count > limit:
+            handlers.warned = True  # paid at registration only
+            warn_listener_leak(emitter, event, count, limit, _depth_of_caller())
+
+
+def _depth_of_caller() -> int:
+    # How many frames above _register (its caller is frame 2) the code that
+    # called on()/once() is: every frame of this module in between and one more.
+    frame: Optional[types.FrameType] = sys._getframe(2)  # pyright: ignore[reportPrivateUsage]
+    depth = 2
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+        depth += 1
+    return depth
 
 
 def _in_order(emitter: EmitterCore) -> List[Tuple[Any, _Handlers]]:
@@ -488,36 +774,36 @@ def _handlers(emitter: EmitterCore, event: Any) -> _Handlers:
 # -- copy and pickle (see _common) -------------------------------------------------------
 
 
-def export_registrations(emitter: Any) -> List[Tuple[Any, bool, Any]]:
-    """``[(event, once, callback), ...]``: every live registration, in order."""
+def export_registrations(emitter: Any) -> List[Tuple[Any, bool, Any, bool]]:
+    """``[(event, once, callback, weak), ...]``: every live registration, in order."""
     if not isinstance(emitter, EmitterCore):
         raise TypeError(f"expected an EmitterCore, got {type(emitter).__name__}")
-    return [
-        (event, r.once or type(r.callback) is OnceWrapper, r.listed())
-        for event, handlers in _in_order(emitter)
-        for r in handlers.current()
-        if r.active
-    ]
+    exported: List[Tuple[Any, bool, Any, bool]] = []
+    for event, handlers in _in_order(emitter):
+        for r in handlers.current():
+            callback = r.listed()
+            if r.active and callback is not None:
+                once = r.once or type(r.callback) is OnceWrapper
+                exported.append((event, once, callback, r.weak()))
+    return exported
 
 
 def import_registrations(emitter: Any, registrations: Any) -> None:
-    """Register ``[(event, once, callback), ...]`` in the emitter's registry,
-    without going through a subclass's ``on`` (it restores, not registers)."""
+    """Register ``[(event, once, callback, weak), ...]`` in the emitter's
+    registry, without going through a subclass's ``on`` (it restores, not
+    registers)."""
     if not isinstance(emitter, EmitterCore):
         raise TypeError(f"expected an EmitterCore, got {type(emitter).__name__}")
     plain = _plain_on_off(emitter)
-    for event, once, callback in registrations:
-        if not once:
-            _CORE_ON(emitter, event, callback)
-            continue
-        accepted, required = describe_callback(callback)
-        limit = None if accepted == ALL_ARGUMENTS else accepted
-        if plain:
-            registration = Registration(callback, _OnceKey(callback), limit, required, True)
+    for event, once, callback, weak in registrations:
+        hash(event)
+        if once and not plain:
+            accepted, required = describe_callback(callback)
+            limit = None if accepted == ALL_ARGUMENTS else accepted
+            wrapper = OnceWrapper(emitter, event, callback, limit, required, weak)
+            _register(emitter, event, Registration(wrapper, wrapper, limit, required, False))
         else:
-            wrapper = OnceWrapper(emitter, event, callback, limit, required)
-            registration = Registration(wrapper, wrapper, limit, required, False)
-        _handlers(emitter, event).add(registration)
+            _register_callback(emitter, event, callback, weak, once)
 
 
 def _copy_registrations(source: EmitterCore, target: EmitterCore, memo: Any) -> None:
@@ -651,6 +937,14 @@ def livekit_emit(self: Any, event: Any, *args: Any) -> None:
         )
         if cache is not None:
             cache[event] = snapshot
+    if _slow_ns:  # slow-handler detection: every call timed
+        for callback, limit, kind in zip(keys, snapshot.limits, snapshot.kinds):
+            started = time.perf_counter_ns()
+            _lk_call(self, event, callback, args, limit, kind)
+            elapsed = time.perf_counter_ns() - started
+            if elapsed > _slow_ns:
+                report_slow_handler(event, callback, elapsed)
+        return
     if snapshot.simple:
         for callback, limit in zip(keys, snapshot.limits):
             try:
@@ -661,14 +955,21 @@ def livekit_emit(self: Any, event: Any, *args: Any) -> None:
                 lk_log_failure(event, exc)
         return
     for callback, limit, kind in zip(keys, snapshot.limits, snapshot.kinds):
-        if kind == LK_SLOW:
-            lk_call_slow(event, callback, args)
-            continue
-        if kind == LK_LEGACY_ONCE and not lk_legacy_once_pending(self, event, callback):
-            continue
-        try:
-            callback(*args[:limit])
-        except TypeError:
-            raise
-        except Exception as exc:
-            lk_log_failure(event, exc)
+        _lk_call(self, event, callback, args, limit, kind)
+
+
+def _lk_call(
+    self: Any, event: Any, callback: Any, args: Tuple[Any, ...], limit: Optional[int], kind: int
+) -> None:
+    # One handler's turn in livekit_emit.
+    if kind == LK_SLOW:
+        lk_call_slow(event, callback, args)
+        return
+    if kind == LK_LEGACY_ONCE and not lk_legacy_once_pending(self, event, callback):
+        return
+    try:
+        callback(*args[:limit])
+    except TypeError:
+        raise
+    except Exception as exc:
+        lk_log_failure(event, exc)

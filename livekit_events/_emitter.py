@@ -15,6 +15,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
+    ClassVar,
     Dict,
     Generic,
     List,
@@ -49,13 +50,13 @@ class EmitterAPI(Generic[T_contra]):
             """Call every handler of ``event`` with the leading ``args`` it accepts."""
 
         @overload
-        def on(self, event: T_contra, callback: CallbackT) -> CallbackT: ...
+        def on(self, event: T_contra, callback: CallbackT, *, weak: bool = False) -> CallbackT: ...
         @overload
         def on(
-            self, event: T_contra, callback: None = None
+            self, event: T_contra, callback: None = None, *, weak: bool = False
         ) -> Callable[[CallbackT], CallbackT]: ...
         def on(
-            self, event: T_contra, callback: Optional[CallbackT] = None
+            self, event: T_contra, callback: Optional[CallbackT] = None, *, weak: bool = False
         ) -> Union[CallbackT, Callable[[CallbackT], CallbackT]]:
             """Call ``callback`` every time ``event`` is emitted; return it.
 
@@ -65,17 +66,24 @@ class EmitterAPI(Generic[T_contra]):
             changes nothing.  Raises ``ValueError`` for an async callback and
             ``TypeError`` for a non-callable, a callback with a required
             keyword-only parameter, or an unhashable event.
+
+            With ``weak=True`` the emitter holds the callback weakly (a bound
+            method: its object weakly, its function strongly): the
+            registration goes away when the callback's object dies, and keeps
+            nothing alive.  ``TypeError`` if it can't be weakly referenced.
             """
             ...
 
         @overload
-        def once(self, event: T_contra, callback: CallbackT) -> CallbackT: ...
+        def once(
+            self, event: T_contra, callback: CallbackT, *, weak: bool = False
+        ) -> CallbackT: ...
         @overload
         def once(
-            self, event: T_contra, callback: None = None
+            self, event: T_contra, callback: None = None, *, weak: bool = False
         ) -> Callable[[CallbackT], CallbackT]: ...
         def once(
-            self, event: T_contra, callback: Optional[CallbackT] = None
+            self, event: T_contra, callback: Optional[CallbackT] = None, *, weak: bool = False
         ) -> Union[CallbackT, Callable[[CallbackT], CallbackT]]:
             """Call ``callback`` the next time ``event`` is emitted only; return it.
 
@@ -84,7 +92,8 @@ class EmitterAPI(Generic[T_contra]):
             fires at most once even under nested emits or threads.  When a
             subclass overrides ``on`` or ``off``, ``once`` registers a wrapper
             through ``self.on`` and removes it through ``self.off`` when it
-            fires, as livekit's does.  Decorator form and errors as for ``on``.
+            fires, as livekit's does.  Decorator form, ``weak`` and errors as
+            for ``on``.
             """
             ...
 
@@ -108,6 +117,20 @@ class EmitterAPI(Generic[T_contra]):
 
         def remove_all_listeners(self, event: Optional[T_contra] = None) -> None:
             """Remove every handler of ``event``, or of every event if it is None."""
+
+        #: Warn (``ListenerLeakWarning``) when one event gets more handlers
+        #: than this (a leak); ``0`` or ``None``: never.  Set it on a class;
+        #: ``set_max_listeners`` sets it for one emitter.
+        max_listeners: ClassVar[Optional[int]]
+
+        def set_max_listeners(self, limit: Optional[int]) -> None:
+            """Warn (``ListenerLeakWarning``) when an event of this emitter gets
+            more than ``limit`` handlers; ``0`` or ``None``: never."""
+
+        def get_max_listeners(self) -> int:
+            """This emitter's limit (``set_max_listeners``, else the class's
+            ``max_listeners``); ``0``: no limit."""
+            ...
 
         @property
         def _events(self) -> Dict[Any, List[Callable[..., Any]]]: ...

@@ -71,6 +71,22 @@ def make_handler(record: Recorder, event: str, once: bool) -> Callable[..., None
     return handler
 
 
+def emitter_class(core: Any) -> Any:
+    """The public class over ``core``; thousands of handlers are expected."""
+
+    class Emitter(emitter_class_for(core.EmitterCore)):  # type: ignore[misc]
+        max_listeners = None
+
+    return Emitter
+
+
+class WeakHolder:
+    """The object of a weak registration."""
+
+    def handler(self, *args: Any) -> None:
+        pass
+
+
 class Actor:
     """Registers, removes and emits with handlers of its own."""
 
@@ -79,6 +95,7 @@ class Actor:
         self.emitters = emitters
         self.rng = rng
         self.mine: List[Any] = []  # (emitter index, event, handler) of its on registrations
+        self.kept: List[Any] = []  # the objects of its kept weak registrations
 
     def step(self) -> None:
         rng, record = self.rng, self.record
@@ -86,6 +103,17 @@ class Actor:
         em = self.emitters[which]
         event = rng.choice(EVENTS)
         roll = rng.random()
+        if roll < 0.06:
+            # A weak registration: its object is kept (registered) or dropped
+            # at once (its weakref callback removes it, re-entering the registry).
+            holder = WeakHolder()
+            em.on(event, holder.handler, weak=True)
+            if rng.random() < 0.5:
+                self.kept.append(holder)
+                self.mine.append((which, event, holder.handler))
+                if which == 0:
+                    record.registered(event, holder.handler, "weak")
+            return
         if roll < 0.4 or not self.mine:
             handler = make_handler(record, event, once=False)
             em.on(event, handler)
@@ -138,7 +166,7 @@ def finalizers(core: Any, rounds: int) -> Dict[str, Any]:
     """GC at every allocation; finalizers and weakref callbacks that call
     on/once/off/emit/remove_all_listeners on the same emitter (and another)
     while the main loop does the same."""
-    EventEmitter = emitter_class_for(core.EmitterCore)
+    EventEmitter = emitter_class(core)
     em, other = EventEmitter(), EventEmitter()
     record = Recorder()
     rng = random.Random(int(os.environ.get("SEED", "1")))
@@ -208,7 +236,7 @@ def unsubscribe_in_del(core: Any, rounds: int) -> Dict[str, Any]:
     """Issue 10's crash: objects in cycles unsubscribe in __del__ while the
     app rotates its own handlers (on new, off old) on an event with more than
     20 handlers.  Default GC thresholds."""
-    EventEmitter = emitter_class_for(core.EmitterCore)
+    EventEmitter = emitter_class(core)
     em = EventEmitter()
     record = Recorder()
 
@@ -247,7 +275,7 @@ def lock_in_finalizer(core: Any, rounds: int) -> Dict[str, Any]:
     """A finalizer takes an application lock L; another thread holds L and
     calls on()/off() on the same emitter and on another one.  Must not hang
     (the parent's timeout catches a hang; a watchdog here reports it)."""
-    EventEmitter = emitter_class_for(core.EmitterCore)
+    EventEmitter = emitter_class(core)
     em, other = EventEmitter(), EventEmitter()
     # Re-entrant: the GC may run a finalizer in the thread that holds it.
     app_lock = threading.RLock()
@@ -310,7 +338,7 @@ def lock_in_finalizer(core: Any, rounds: int) -> Dict[str, Any]:
 def eq_and_hash(core: Any, rounds: int) -> Dict[str, Any]:
     """Callbacks whose __eq__ and __hash__ register, remove and emit on the
     same event, during on(), off() and dedupe."""
-    EventEmitter = emitter_class_for(core.EmitterCore)
+    EventEmitter = emitter_class(core)
     em = EventEmitter()
     record = Recorder()
     rng = random.Random(7)

@@ -462,9 +462,9 @@ class World:
         self.calls += 1
         if self.calls > CALL_BUDGET:
             return
-        self.perform(self.behaviours.get(label, ("record",)))
+        self.perform(self.behaviours.get(label, ("record",)), label)
 
-    def perform(self, behaviour: tuple) -> None:
+    def perform(self, behaviour: tuple, label: str = "meddler") -> None:
         """Do what a handler configured with ``behaviour`` does."""
         kind = behaviour[0]
         if kind == "raise":

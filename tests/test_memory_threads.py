@@ -404,6 +404,7 @@ def test_threads_registering_concurrently_lose_no_registration(emitter: Any, fas
         return handler
 
     handlers = {t: [make(t * per_thread + i) for i in range(per_thread)] for t in range(4)}
+    emitter.set_max_listeners(None)  # 1200 handlers are expected here
 
     def register(thread: int) -> Callable[[], None]:
         def run() -> None:

@@ -240,12 +240,11 @@ def test_emit_on_once_off_signatures(EventEmitter: Any) -> None:
     emitter.emit("b", 2)
     emitter.emit("c", 3)
     assert got == [1, 3]
-    on_params = list(inspect.signature(type(emitter).on).parameters.values())
-    assert [p.name for p in on_params] == ["self", "event", "callback"]
-    assert on_params[2].default is None
-    once_params = list(inspect.signature(type(emitter).once).parameters.values())
-    assert [p.name for p in once_params] == ["self", "event", "callback"]
-    assert once_params[2].default is None
+    for method in ("on", "once"):
+        params = list(inspect.signature(getattr(type(emitter), method)).parameters.values())
+        assert [p.name for p in params] == ["self", "event", "callback", "weak"]
+        assert params[2].default is None
+        assert params[3].kind is params[3].KEYWORD_ONLY and params[3].default is False
 
 
 # -- NEW: listeners, listener_count, event_names, remove_all_listeners -------------

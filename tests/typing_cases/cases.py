@@ -53,6 +53,27 @@ s: str = decorated_once("x")
 bad_result: str = decorated("x")  # E: mypy[assignment] pyright[reportAssignmentType]
 decorated(1)  # E: mypy[arg-type] pyright[reportArgumentType]
 
+# Weak registrations: the same types, a keyword-only bool.
+assert_type(em.on("disconnected", Handler(), weak=True), Handler)
+assert_type(em.once("connected", Handler(), weak=True), Handler)
+
+
+@em.on("connected", weak=True)
+def decorated_weak(reason: str) -> int:
+    return len(reason)
+
+
+weak_n: int = decorated_weak("x")
+em.on("connected", on_connected, weak="yes")  # E: mypy[call-overload] pyright[reportCallIssue,reportArgumentType]
+em.on("connected", on_connected, True)  # E: mypy[call-overload] pyright[reportCallIssue]
+
+# Listener limits.
+em.set_max_listeners(50)
+em.set_max_listeners(None)
+limit: int = em.get_max_listeners()
+EventEmitter.max_listeners = 2000
+em.set_max_listeners("50")  # E: mypy[arg-type] pyright[reportArgumentType]
+
 # Event names are checked everywhere.
 em.emit("connected")
 em.emit("disconnected", "bye", 42)

@@ -1,0 +1,243 @@
+"""NEW: the listener-leak warning and slow-handler detection (issue 13).
+
+Both are paid only where they can be: the leak check at registration, the
+timing only while detection is on.  Every test runs on both cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+import warnings
+from typing import Any, Iterator, List
+
+import pytest
+
+import livekit_events
+from livekit_events import ListenerLeakWarning
+
+# -- listener-leak warning -------------------------------------------------------------
+
+
+def _register(emitter: Any, event: Any, count: int) -> None:
+    for i in range(count):
+        emitter.on(event, (lambda i: lambda: i)(i))
+
+
+def test_warns_once_when_an_event_first_exceeds_max_listeners(EventEmitter: Any) -> None:
+    class Room(EventEmitter[str]):  # type: ignore[misc]
+        pass
+
+    room = Room()
+    assert room.get_max_listeners() == Room.max_listeners == 1000  # the default
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _register(room, "data_received", 1000)
+        assert caught == []
+        _register(room, "data_received", 50)
+    assert [w.category for w in caught] == [ListenerLeakWarning]
+    message = str(caught[0].message)
+    for part in ("Room", "'data_received'", "1001", "max_listeners (1000)", "set_max_listeners"):
+        assert part in message, part
+    assert caught[0].filename == __file__  # points at the registering code
+
+
+def test_class_attribute_and_per_instance_limit(EventEmitter: Any) -> None:
+    class Track(EventEmitter[str]):  # type: ignore[misc]
+        max_listeners = 3
+
+    track, other, unlimited = Track(), Track(), Track()
+    track.set_max_listeners(5)
+    unlimited.set_max_listeners(None)
+    assert (track.get_max_listeners(), other.get_max_listeners()) == (5, 3)
+    assert unlimited.get_max_listeners() == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _register(track, "e", 5)
+        _register(other, "e", 3)
+        _register(unlimited, "e", 50)
+        assert caught == []
+        _register(track, "e", 1)
+        _register(other, "e", 1)
+    assert [str(w.message).split(" has ")[1].split(" handlers")[0] for w in caught] == ["6", "4"]
+
+
+def test_warns_again_after_the_event_had_no_handlers(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
+    emitter.set_max_listeners(2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _register(emitter, "e", 4)
+        emitter.remove_all_listeners("e")
+        _register(emitter, "e", 4)
+        _register(emitter, "other", 3)
+    assert len(caught) == 3
+
+
+def test_once_registrations_count_too(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
+    emitter.set_max_listeners(2)
+    with pytest.warns(ListenerLeakWarning):
+        for _ in range(3):
+            emitter.once("e", print)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "10", True])
+def test_invalid_limits_are_rejected(EventEmitter: Any, bad: Any) -> None:
+    with pytest.raises(ValueError):
+        EventEmitter[str]().set_max_listeners(bad)
+
+
+def test_the_warning_can_be_an_error_without_losing_the_registration(EventEmitter: Any) -> None:
+    emitter = EventEmitter[str]()
+    emitter.set_max_listeners(1)
+    emitter.on("e", print)
+    with pytest.raises(ListenerLeakWarning):  # pytest turns warnings into errors here
+        emitter.on("e", repr)
+    assert emitter.listeners("e") == [print, repr]
+
+
+# -- slow-handler detection ------------------------------------------------------------
+
+
+
+@pytest.fixture
+def slow_detection() -> Iterator[None]:
+    assert livekit_events.get_slow_handler_threshold() is None
+    livekit_events.set_slow_handler_threshold(0.02)
+    try:
+        yield
+    finally:
+        livekit_events.set_slow_handler_threshold(None)
+
+
+def _slow_records(caplog: pytest.LogCaptureFixture) -> List[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith("slow handler")]
+
+
+def sleepy(value: Any) -> None:
+    time.sleep(0.05)  # well over the 20 ms threshold
+
+
+@pytest.mark.thread_unsafe
+def test_slow_handler_is_logged_with_its_name_place_event_and_duration(
+    EventEmitter: Any, slow_detection: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    emitter = EventEmitter[str]()
+    got: List[Any] = []
+    emitter.on("track_subscribed", got.append)
+    emitter.on("track_subscribed", sleepy)
+    with caplog.at_level(logging.WARNING, logger="livekit.events"):
+        emitter.emit("track_subscribed", 1)
+    (record,) = _slow_records(caplog)
+    assert record.levelno == logging.WARNING and record.name == "livekit.events"
+    message = record.getMessage()
+    assert "sleepy" in message and f"{__file__}:" in message
+    assert "'track_subscribed'" in message and " ms " in message
+    assert got == [1]  # the other handler ran as usual
+
+
+@pytest.mark.thread_unsafe
+def test_slow_reports_are_rate_limited_per_handler(
+    EventEmitter: Any, slow_detection: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    emitter = EventEmitter[str]()
+
+    def also_sleepy(value: Any) -> None:
+        time.sleep(0.05)
+
+    emitter.on("e", sleepy)
+    emitter.on("e", also_sleepy)
+    with caplog.at_level(logging.WARNING, logger="livekit.events"):
+        for _ in range(3):
+            emitter.emit("e", 1)
+    names = [r.getMessage().split(": ")[1].split(" (")[0] for r in _slow_records(caplog)]
+    assert sorted(names) == ["sleepy", "test_slow_reports_are_rate_limited_per_handler.<locals>.also_sleepy"]
+
+
+@pytest.mark.thread_unsafe
+def test_fast_handlers_and_detection_off_log_nothing(
+    EventEmitter: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    emitter = EventEmitter[str]()
+    emitter.on("e", sleepy)
+    with caplog.at_level(logging.WARNING, logger="livekit.events"):
+        emitter.emit("e", 1)  # off: not timed
+        livekit_events.set_slow_handler_threshold(10.0)
+        try:
+            emitter.emit("e", 1)  # on, but under 10 s
+        finally:
+            livekit_events.set_slow_handler_threshold(None)
+    assert _slow_records(caplog) == []
+
+
+@pytest.mark.thread_unsafe
+def test_slow_failing_and_once_handlers_are_still_isolated_and_removed(
+    EventEmitter: Any, slow_detection: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    emitter = EventEmitter[str]()
+
+    def slow_and_failing(value: Any) -> None:
+        time.sleep(0.05)
+        raise RuntimeError("boom")
+
+    got: List[Any] = []
+    emitter.once("e", slow_and_failing)
+    emitter.on("e", got.append)
+    with caplog.at_level(logging.WARNING, logger="livekit.events"):
+        emitter.emit("e", 1)
+        emitter.emit("e", 2)
+    assert got == [1, 2] and emitter.listener_count("e") == 1
+    assert len(_slow_records(caplog)) == 1
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == ["failed to emit event e"]
+
+
+@pytest.mark.parametrize("bad", [-1, "0.1", float("nan"), float("inf"), True])
+def test_invalid_thresholds_are_rejected(bad: Any) -> None:
+    with pytest.raises(ValueError):
+        livekit_events.set_slow_handler_threshold(bad)
+    assert livekit_events.get_slow_handler_threshold() is None
+
+
+@pytest.mark.thread_unsafe
+def test_environment_variable_turns_detection_on_at_import(impl: Any) -> None:
+    code = (
+        "import logging, sys, time, livekit_events\n"
+        "logging.basicConfig(stream=sys.stdout, format='%(levelname)s %(message)s')\n"
+        "from livekit_events._emitter import emitter_class_for\n"
+        f"import livekit_events.{impl.core.__name__.rsplit('.', 1)[1]} as core\n"
+        "em = emitter_class_for(core.EmitterCore)()\n"
+        "em.on('e', lambda: time.sleep(0.05))\n"
+        "em.emit('e')\n"
+        "print('threshold', livekit_events.get_slow_handler_threshold())\n"
+    )
+    env = dict(os.environ, LIVEKIT_EVENTS_SLOW_HANDLER_THRESHOLD="0.01")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "WARNING slow handler for event 'e'" in result.stdout
+    assert "threshold 0.01" in result.stdout
+
+
+@pytest.mark.thread_unsafe
+def test_slow_handlers_of_livekits_own_emitters_with_install(
+    impl: Any, slow_detection: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    rtc = pytest.importorskip("livekit.rtc")
+    from livekit_events import _livekit
+
+    core = impl.core
+    _livekit._install(core)  # the implementation under test
+    try:
+        emitter = rtc.EventEmitter()
+        emitter.on("e", sleepy)
+        with caplog.at_level(logging.WARNING, logger="livekit.events"):
+            emitter.emit("e", 1)
+    finally:
+        livekit_events.uninstall()
+    (record,) = _slow_records(caplog)
+    assert "sleepy" in record.getMessage()
