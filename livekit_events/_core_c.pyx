@@ -134,12 +134,6 @@ cdef extern from *:
     """
     object lke_fetch_exception()
 
-# Arguments are copied into a stack buffer with one spare slot in front, so
-# that bound methods can use PY_VECTORCALL_ARGUMENTS_OFFSET (prepend self in
-# place instead of allocating).  More arguments than this use the tuple as is.
-cdef enum:
-    STACK_ARGS = 8
-
 __all__ = ("EmitterCore", "OnceWrapper", "describe_callback")
 
 
@@ -444,8 +438,16 @@ cdef extern from *:
         Py_hash_t hash;      /* the key's hash: the callback's, or the wrapped one's */
         int32_t accepted;    /* how many leading arguments it gets (LKE_ALL: all) */
         int32_t required;    /* how many it needs */
+        /* emit's one test per handler: `required` for a plain live slot,
+           LKE_ALL for a special one (dead, once, weak), so that
+           `given < gate` sends both the arity error and the special slots
+           off the fast path. */
+        int32_t gate;
         uint32_t flags;
     } lke_slot;
+
+    #define LKE_GATE(flags, required) \
+        (((flags) & LKE_SPECIAL) ? LKE_ALL : (required))
 
     /* An index entry: a slot position (or EMPTY, DUMMY) and bits of its key's
        hash, so that a probe reads the slot only when they match (at 100k
@@ -623,6 +625,7 @@ cdef extern from *:
         slot->accepted = accepted;
         slot->required = required;
         slot->flags = flags;
+        slot->gate = LKE_GATE(flags, required);
         if (h->live == 0) {
     #ifdef Py_GIL_DISABLED
             h->since = _Py_atomic_add_int64(&lke_since_counter, 1) + 1;
@@ -650,6 +653,7 @@ cdef extern from *:
         if (h->index != NULL)
             lke_index_remove(h, pos);
         h->slots[pos].flags |= LKE_DEAD;
+        h->slots[pos].gate = LKE_ALL;
         h->dead++;
         if (--h->live == 0)
             h->warned = 0;  /* warned again if it leaks again */
@@ -780,6 +784,20 @@ cdef extern from *:
         LKE_END_CRITICAL_SECTION();
     }
 
+    /* Ends a walk when there is nothing to compact (1); else 0, and the
+       caller ends it with lke_end_walk. */
+    static CYTHON_INLINE int lke_end_walk_fast(lke_handlers *h) {
+    #ifdef Py_GIL_DISABLED
+        return 0;
+    #else
+        if (h->walkers != 1 || (h->unreleased == 0 && h->dead < LKE_SMALL)) {
+            h->walkers--;
+            return 1;
+        }
+        return 0;
+    #endif
+    }
+
     /* The last walker compacts (releasing what removals during the walks kept). */
     static CYTHON_INLINE void lke_end_walk(lke_handlers *h, lke_release *r) {
         LKE_BEGIN_CRITICAL_SECTION(h);
@@ -857,6 +875,7 @@ cdef extern from *:
     void lke_maybe_compact(lke_handlers *h, lke_release *r) noexcept
     void lke_begin_walk(lke_handlers *h) noexcept
     void lke_end_walk(lke_handlers *h, lke_release *r) noexcept
+    int lke_end_walk_fast(lke_handlers *h) noexcept
     int lke_take(lke_handlers *h, Py_ssize_t i, lke_slot *out, int claim) noexcept
     void LKE_FT_DECREF(PyObject *o) noexcept
 
@@ -1743,6 +1762,182 @@ cdef extern from *:
     PyObject *lke_vectorcall(PyObject *callable, PyObject **args, size_t nargsf)
 
 
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #define LKE_ALWAYS_INLINE static __forceinline
+    #elif defined(__GNUC__) || defined(__clang__)
+    #define LKE_ALWAYS_INLINE static inline __attribute__((always_inline))
+    #else
+    #define LKE_ALWAYS_INLINE static CYTHON_INLINE
+    #endif
+
+    #define LKE_STACK_ARGS 8
+
+    /* Where an emit's walk over its slots (rule 5) stopped, and why: filled
+       only when it stops, so that an ordinary emit touches none of it. */
+    typedef struct {
+        PyObject **argv;         /* the emitted arguments (the caller's array) */
+        Py_ssize_t given, count; /* how many; how many slots the walk covers */
+        Py_ssize_t next;         /* the slot to look at next */
+        lke_slot slot;           /* the slot of the handler it stopped at */
+        int64_t elapsed;         /* that handler's time (slow-handler detection) */
+        int status;              /* why it stopped (LKE_WALK_*) */
+    } lke_walk;
+
+    /* Why lke_walk_step stopped. */
+    #define LKE_WALK_DONE 0
+    #define LKE_WALK_ARITY 1   /* slot needs more arguments than were emitted */
+    #define LKE_WALK_RAISED 2  /* its handler raised: the exception is set */
+    #define LKE_WALK_SLOW 3    /* its handler took longer than the threshold */
+
+    /* The special slots' turn (dead, once, weak), off the fast path: 0 to
+       skip it, 1 to call slot->callback, 2 to call it weakly.  A once
+       registration is claimed here (rule 6). */
+    static int lke_take_special(lke_handlers *h, Py_ssize_t i) {
+        lke_slot *slot = &h->slots[i];
+        if (slot->flags & LKE_DEAD)
+            return 0;  /* removed while this emit runs */
+        if (slot->flags & LKE_ONCE) {
+            lke_kill(h, (int32_t)i);
+            h->unreleased++;  /* kept for the call; released by the last walker */
+        }
+        return (slot->flags & LKE_WEAK) ? 2 : 1;
+    }
+
+    /* Walks slots [first, count) with `given` arguments until the end
+       (LKE_WALK_DONE) or a stop, which it records in *w. */
+    LKE_ALWAYS_INLINE int lke_walk_impl(lke_handlers *h, PyObject **argv, Py_ssize_t given,
+                                         Py_ssize_t count, Py_ssize_t first, int timed,
+                                         lke_walk *w) {
+        Py_ssize_t i, passed;
+        PyObject *result, *callback;
+        /* Bound-method handlers get the arguments copied here, behind a spare
+           slot, so that they prepend self in place (PY_VECTORCALL_ARGUMENTS_OFFSET):
+           the caller's array must not be written to.  Copied at most once. */
+        PyObject *stack[LKE_STACK_ARGS + 1], **offset_argv = NULL;
+        int taken, status;
+        int64_t started = 0, elapsed = 0;
+        for (i = first; i < count; i++) {
+    #ifdef Py_GIL_DISABLED
+            /* A copy, under the Handlers' critical section, with a reference
+               to the callback (released below). */
+            lke_slot copy, *slot = &copy;
+            taken = lke_take(h, i, &copy, 1);
+            if (!taken)
+                continue;
+            if (given < slot->required) {
+    #else
+            /* With the GIL nothing else runs until the call: read in place.
+               The walk keeps the callback alive whatever the call does. */
+            lke_slot *slot = &h->slots[i];
+            taken = 1;
+            if (given < slot->gate) {  /* special, or too few arguments */
+                if (slot->flags & LKE_SPECIAL) {
+                    taken = lke_take_special(h, i);
+                    if (!taken)
+                        continue;
+                }
+                if (given >= slot->required)
+                    goto call;
+    #endif
+                w->slot = *slot;
+                status = LKE_WALK_ARITY;
+                goto stop;
+            }
+    #ifndef Py_GIL_DISABLED
+        call:
+    #endif
+            passed = slot->accepted < given ? slot->accepted : given;
+            callback = slot->callback;
+            if (timed)
+                started = lke_now();
+            if (taken == 2) {  /* held weakly: its referent, if alive */
+                if (!lke_call_weak(callback, slot->flags, argv, passed, &result)) {
+                    LKE_FT_DECREF(callback);
+                    continue;
+                }
+            } else if (Py_TYPE(callback) != &PyMethod_Type || given > LKE_STACK_ARGS) {
+                result = lke_vectorcall(callback, argv, (size_t)passed);
+            } else {
+                if (offset_argv == NULL) {
+                    memcpy(&stack[1], argv, (size_t)given * sizeof(PyObject *));
+                    offset_argv = &stack[1];
+                }
+                result = lke_vectorcall(callback, offset_argv,
+                                        (size_t)passed | PY_VECTORCALL_ARGUMENTS_OFFSET);
+            }
+            if (timed)
+                elapsed = lke_now() - started;
+            /* Checking the result instead of a try/except per handler keeps
+               isolation free when nothing fails. */
+            if (result == NULL || (timed && elapsed > lke_slow_ns)) {
+                Py_XDECREF(result);
+    #ifdef Py_GIL_DISABLED
+                w->slot = copy;  /* its reference goes with it */
+    #else
+                w->slot = h->slots[i];  /* (the call may have moved the array) */
+    #endif
+                status = result == NULL ? LKE_WALK_RAISED : LKE_WALK_SLOW;
+                goto stop;
+            }
+            Py_DECREF(result);
+            LKE_FT_DECREF(callback);
+        }
+        return LKE_WALK_DONE;
+    stop:
+        w->argv = argv;
+        w->given = given;
+        w->count = count;
+        w->next = i + 1;
+        w->elapsed = elapsed;
+        return w->status = status;
+    }
+
+    /* Walks on from w->next until the end or a stop (also in w->status);
+       each branch's `timed` is a constant: the untimed walk reads no clock. */
+    LKE_ALWAYS_INLINE int lke_walk_run(lke_handlers *h, PyObject **argv, Py_ssize_t given,
+                                        Py_ssize_t count, Py_ssize_t first, lke_walk *w) {
+        return lke_slow_ns ? lke_walk_impl(h, argv, given, count, first, 1, w)
+                           : lke_walk_impl(h, argv, given, count, first, 0, w);
+    }
+
+    /* After a stop: walks on from w->next (out of line). */
+    static int lke_walk_step(lke_handlers *h, lke_walk *w) {
+        w->status = lke_walk_run(h, w->argv, w->given, w->count, w->next, w);
+        return w->status;
+    }
+
+    /* Begins a walk over slots [0, count) and walks: LKE_WALK_DONE when it
+       also ended it (nothing to compact); else the caller deals with the stop
+       (w->status, LKE_WALK_DONE when a compaction is due) and ends the walk.
+       Inlined into emit: all an ordinary emit does. */
+    LKE_ALWAYS_INLINE int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given,
+                                          Py_ssize_t count, lke_walk *w) {
+        lke_begin_walk(h);
+        if (lke_walk_run(h, argv, given, count, 0, w) == LKE_WALK_DONE) {
+            if (lke_end_walk_fast(h))
+                return LKE_WALK_DONE;
+            w->status = LKE_WALK_DONE;  /* compaction due */
+            return -1;
+        }
+        return w->status;
+    }
+    """
+    ctypedef struct lke_walk:
+        PyObject **argv
+        Py_ssize_t given
+        Py_ssize_t count
+        Py_ssize_t next
+        lke_slot slot
+        int64_t elapsed
+        int status
+    const int LKE_WALK_DONE, LKE_WALK_ARITY, LKE_WALK_RAISED, LKE_WALK_SLOW
+    int lke_walk_step(lke_handlers *h, lke_walk *w) noexcept
+    int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given, Py_ssize_t count,
+                       lke_walk *w) noexcept
+
+
 cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
     if kwnames is not NULL or nargs < 1:
         return _emit_unusual(self, args, nargs, kwnames)
@@ -1759,69 +1954,32 @@ cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject 
     cdef Py_ssize_t count = h.count
     if count == 0:
         return None
-    if lke_slow_ns:
-        return _walk_handlers(handlers, <object>event, &args[1], nargs - 1, count, True)
-    return _walk_handlers(handlers, <object>event, &args[1], nargs - 1, count, False)
+    cdef lke_walk walk  # (filled only if the walk stops)
+    # The walk runs in C, and returns here only when it needs Python.
+    if lke_walk_start(h, &args[1], nargs - 1, count, &walk) == LKE_WALK_DONE:
+        return None  # (and ended: nothing to compact)
+    return _walk_stopped(handlers, <object>event, &walk)
 
 
-cdef inline object _walk_handlers(object handlers, object event, PyObject **argv,
-                                  Py_ssize_t given, Py_ssize_t count, bint timed):
-    # emit's walk over the first `count` slots; `timed` (slow-handler
-    # detection on) is a constant in each of emit's two calls.
+cdef object _walk_stopped(object handlers, object event, lke_walk *walk):
+    # An emit's walk stopped at a handler for what needs Python (an arity
+    # error, a failure, a slow handler) or ended with dead slots to compact:
+    # deal with it, go on from the next slot, end the walk.
     cdef lke_handlers *h = _h(handlers)
-    cdef Py_ssize_t i, passed
-    # Bound-method handlers get the arguments copied here, with a spare slot
-    # in front so that they prepend self in place (PY_VECTORCALL_ARGUMENTS_OFFSET):
-    # the caller's array must not be written to.  Copied at most once per emit.
-    cdef PyObject *stack[STACK_ARGS + 1]
-    cdef PyObject **offset_argv = NULL
-    cdef PyObject *result
-    cdef lke_slot slot
     cdef lke_release release
-    cdef int taken
-    cdef int64_t started = 0, elapsed = 0
-    lke_begin_walk(h)
+    cdef int status = walk.status
     try:
-        for i in range(count):
-            # A copy of the slot; a once registration is claimed here (rule 6).
-            # The walk keeps the callback alive (rule 5), whatever the call does.
-            taken = lke_take(h, i, &slot, 1)
-            if not taken:
-                continue  # removed while this emit runs
-            if given < slot.required:
-                try:
-                    raise arity_error(event, _key_of(&slot), slot.required, given)
-                finally:
-                    LKE_FT_DECREF(slot.callback)
-            passed = slot.accepted if slot.accepted < given else given
-            if timed:
-                started = lke_now()
-            if taken == 2:  # weak: its referent, if alive
-                if not lke_call_weak(slot.callback, slot.flags, argv, passed, &result):
-                    LKE_FT_DECREF(slot.callback)
-                    continue
-            elif not (slot.flags & LKE_METHOD) or given > STACK_ARGS:
-                result = lke_vectorcall(slot.callback, argv, <size_t>passed)
-            else:
-                if offset_argv is NULL:
-                    memcpy(&stack[1], argv, given * sizeof(PyObject *))
-                    offset_argv = &stack[1]
-                result = lke_vectorcall(
-                    slot.callback, offset_argv, <size_t>passed | PY_VECTORCALL_ARGUMENTS_OFFSET)
-            if timed:
-                elapsed = lke_now() - started
-            # Checking the result instead of a try/except per handler keeps
-            # isolation free when nothing fails.
-            if result is NULL:
-                try:
-                    _handler_failed(event)  # raises (keeps) a BaseException
-                finally:
-                    LKE_FT_DECREF(slot.callback)
-            else:
-                Py_DECREF_ptr(result)
-                LKE_FT_DECREF(slot.callback)
-            if timed and elapsed > lke_slow_ns:
-                report_slow_handler(event, _key_of(&slot), elapsed)
+        while status != LKE_WALK_DONE:
+            try:
+                if status == LKE_WALK_ARITY:
+                    raise arity_error(event, _key_of(&walk.slot), walk.slot.required, walk.given)
+                if status == LKE_WALK_RAISED:
+                    _handler_failed(event)  # logs, or raises a BaseException
+                if lke_slow_ns and walk.elapsed > lke_slow_ns:
+                    report_slow_handler(event, _key_of(&walk.slot), walk.elapsed)
+            finally:
+                LKE_FT_DECREF(walk.slot.callback)
+            status = lke_walk_step(h, walk)
     finally:
         # The last walker compacts; what it drops is released after (rule 4).
         lke_release_init(&release)
