@@ -39,9 +39,12 @@ def read_signature(callback: Any) -> inspect.Signature:
     with _signature_lock:
         return inspect.signature(callback)
 
+#: livekit's message, word for word, then where this package's async API is.
 ASYNC_CALLBACK_MESSAGE = (
     "Cannot register an async callback with `.on()`. Use `asyncio.create_task` "
     "within your synchronous callback instead."
+    " Or let livekit_events.aio.TaskHandlers run it: it owns the tasks (ordered,"
+    " bounded, cancelled or drained on exit, failures logged)."
 )
 
 #: Returned as ``accepted`` when a handler takes every emitted argument
@@ -132,6 +135,39 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
         signature = read_signature(callback)
     except (TypeError, ValueError):
         # Some builtins have no readable signature: give them every argument.
+        return ALL_ARGUMENTS, 0
+    accepted = required = 0
+    takes_varargs = False
+    for parameter in signature.parameters.values():
+        if parameter.kind in _POSITIONAL:
+            accepted += 1
+            if parameter.default is parameter.empty:
+                required += 1
+        elif parameter.kind is parameter.VAR_POSITIONAL:
+            takes_varargs = True
+        elif parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
+            raise TypeError(
+                f"callback {_safe_repr(callback)} has a required keyword-only parameter "
+                f"{parameter.name!r}, which emit can never pass"
+            )
+    return (ALL_ARGUMENTS if takes_varargs else accepted), required
+
+
+def read_arity(callback: Any) -> Tuple[int, int]:
+    """``describe_callback``'s signature reading, without the async rejection.
+
+    For callables that are not registered on an emitter themselves:
+    ``livekit_events.aio.TaskHandlers`` reads its async handlers' arity with
+    this, once.  Same ``(accepted, required)`` result and the same
+    ``TypeError``s (non-callable, unhashable, required keyword-only
+    parameter) as ``describe_callback``.
+    """
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, not {type(callback).__name__!r}")
+    hash(callback)
+    try:
+        signature = read_signature(callback)
+    except (TypeError, ValueError):
         return ALL_ARGUMENTS, 0
     accepted = required = 0
     takes_varargs = False
