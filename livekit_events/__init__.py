@@ -5,14 +5,22 @@
 ``LIVEKIT_EVENTS_NO_EXTENSIONS`` set to a non-empty value).
 
 Async helpers (``livekit_events.aio``, also exported here): ``wait_for``
-awaits the next emission of an event, ``iterate`` iterates emissions; both
-work with any emitter that has ``on``/``off``, livekit's included.
+awaits the next emission of an event, ``iterate`` iterates emissions, and
+``TaskHandlers`` runs async handlers in tasks it owns; all work with any
+emitter that has ``on``/``off``, livekit's included.
 """
 
 from ._core import IMPLEMENTATION
 from ._emitter import EventEmitter
 from ._livekit import LivekitIncompatibleError, install, is_installed, uninstall
-from .aio import EventStream, EventStreamOverflowError, iterate, wait_for
+from .aio import (
+    EventStream,
+    EventStreamOverflowError,
+    HandlerOverflowError,
+    TaskHandlers,
+    iterate,
+    wait_for,
+)
 
 __version__ = "0.1.0"
 
@@ -20,8 +28,10 @@ __all__ = (
     "EventEmitter",
     "EventStream",
     "EventStreamOverflowError",
+    "HandlerOverflowError",
     "IMPLEMENTATION",
     "LivekitIncompatibleError",
+    "TaskHandlers",
     "__version__",
     "install",
     "is_installed",

@@ -475,6 +475,58 @@ def test_each_handler_gets_the_leading_arguments_it_accepts(emitter: Any) -> Non
     )
 
 
+_SIGNATURES = [
+    "()",
+    "(a)",
+    "(a, b)",
+    "(a, b=1)",
+    "(a=1, b=2, c=3)",
+    "(*args)",
+    "(a, *args)",
+    "(a, /, b)",
+    "(a, *, k=1)",
+    "(a, **kwargs)",
+    "(a, b, /, c=1, *args, k=2, **kw)",
+    "(*, k)",
+]
+
+
+def _functions(signature: str) -> Tuple[Any, Any]:
+    namespace: Dict[str, Any] = {}
+    exec(f"def sync{signature}: pass\nasync def coro{signature}: pass", namespace)
+    return namespace["sync"], namespace["coro"]
+
+
+@pytest.mark.parametrize("signature", _SIGNATURES)
+def test_async_handlers_read_their_arity_by_the_sync_rules(signature: str) -> None:
+    # _common.read_arity (for async handlers) and describe_callback (for sync
+    # ones) are two copies of one rule: they must agree on every shape, also
+    # behind partial and bound methods, and fail alike.
+    from livekit_events._common import describe_callback, read_arity
+
+    sync, coro = _functions(signature)
+
+    class Holder:
+        pass
+
+    pairs = [(sync, coro), (functools.partial(sync), functools.partial(coro))]
+    if signature not in ("()", "(*, k)") and not signature.startswith("(*"):
+        setattr(Holder, "sync", sync)
+        setattr(Holder, "coro", coro)
+        holder = Holder()
+        pairs.append((getattr(holder, "sync"), getattr(holder, "coro")))
+    for sync_form, async_form in pairs:
+        try:
+            expected: Any = describe_callback(sync_form)
+        except TypeError as exc:
+            with pytest.raises(TypeError, match="keyword-only"):
+                read_arity(async_form)
+            assert "keyword-only" in str(exc)
+            continue
+        assert read_arity(async_form) == expected
+        assert read_arity(sync_form) == expected
+
+
 def test_too_few_arguments_is_a_type_error_from_emit(emitter: Any) -> None:
     # As for a synchronous handler: both emitters let it propagate.
     async def needs_two(a: Any, b: Any) -> None:
