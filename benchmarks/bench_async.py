@@ -47,7 +47,7 @@ import random
 import statistics
 import sys
 import time
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 VARIANTS = ("create_task", "create_task+ref", "concurrent", "serial", "latest")
 SHAPES = ("burst", "paced")

@@ -496,25 +496,31 @@ class _Channel:
             except Exception as exc:
                 self.fail(exc)
                 return
-        failed = False
+        # Under the lock nothing is created or released (no finalizer, no
+        # garbage collection, no user code can run while it is held): the
+        # dropped emission and the error live past it.
+        dropped: Optional[EventArgs] = None
         with self.lock:
             if self.closed:
                 return
             buffer = self.buffer
             if len(buffer) < self.maxsize:
                 buffer.append(args)
+                overflowed = False
             elif self.overflow == "drop_oldest":
-                buffer.popleft()
+                dropped = buffer.popleft()
                 buffer.append(args)
                 self.dropped += 1
+                overflowed = False
             elif self.overflow == "drop_newest":
                 self.dropped += 1
                 return
             else:
-                self.error = EventStreamOverflowError(self.event, self.maxsize)
-                self.closed = failed = True
-        if failed:
-            self.unregister()
+                overflowed = True
+        del dropped
+        if overflowed:
+            self.fail(EventStreamOverflowError(self.event, self.maxsize))
+            return
         self.wake()
 
     def fail(self, exc: BaseException) -> None:
@@ -539,7 +545,8 @@ class _Channel:
         with self.lock:
             self.closed = True
             self.error = None
-            self.buffer.clear()
+            dropped = _take_all(self.buffer)
+        del dropped  # released outside the lock
         self.wake()
 
     def wake(self) -> None:
@@ -590,6 +597,14 @@ class _Channel:
             finally:
                 if waiter in self.waiters:  # cancelled before being woken
                     self.waiters.remove(waiter)
+
+
+def _take_all(queue: Deque[EventArgs]) -> List[EventArgs]:
+    """Empty ``queue`` (under its lock) and return what it held, so that the
+    caller releases it, and runs any finalizer, after the lock."""
+    items = list(queue)
+    queue.clear()
+    return items
 
 
 def _release(emitter: AnyEmitter, event: Any, relay: _Relay, channel: _Channel) -> None:
@@ -961,33 +976,40 @@ class _Registration:
             if not self.pending and (self.direct or self._free_slot()):
                 self._start(self._run(args) if self.direct else self._work(args))
                 return
+        # Under the lock nothing is created or released (no finalizer, no
+        # garbage collection, no user code can run while it is held): a
+        # dropped emission is released, and the error made, after it.
+        dropped: Optional[EventArgs] = None
+        schedule = refused = False
         with self.lock:
-            if not self.accepting:
+            if not self.accepting or self.cancelled:  # nothing would ever run it
                 return
             pending = self.pending
             if self.mode == "latest":
-                pending.clear()
+                if pending:
+                    dropped = pending.popleft()
             elif len(pending) >= self.maxsize:
                 self.dropped += 1
-                if self.overflow == "drop_newest":
-                    return
                 if self.overflow == "drop_oldest":
-                    pending.popleft()
-                else:
-                    raise HandlerOverflowError(self.event, self.name, self.maxsize)
-            pending.append(args)
-            if not on_loop:
-                if self.scheduled:
+                    dropped = pending.popleft()
+                elif self.overflow == "drop_newest":
                     return
-                self.scheduled = True
+                else:
+                    refused = True
+            if not refused:
+                pending.append(args)
+                if not on_loop and not self.scheduled:
+                    self.scheduled = schedule = True
+        del dropped
+        if refused:
+            raise HandlerOverflowError(self.event, self.name, self.maxsize)
         if on_loop:
             self.fill()
-            return
-        try:
-            self.loop.call_soon_threadsafe(self.pump)
-        except RuntimeError:  # the loop is closed: nothing will run any more
-            with self.lock:
-                self.pending.clear()
+        elif schedule:
+            try:
+                self.loop.call_soon_threadsafe(self.pump)
+            except RuntimeError:  # the loop is closed: nothing will run any more
+                self.drop_work()
 
     # -- loop side ------------------------------------------------------------
 
@@ -1029,8 +1051,7 @@ class _Registration:
             task = self.loop.create_task(coro)
         except RuntimeError:  # the loop is closed
             coro.close()
-            with self.lock:
-                self.pending.clear()
+            self.drop_work()
             return None
         if not task.done():  # an eager task factory may have run it to the end
             self.tasks.add(task)
@@ -1168,7 +1189,8 @@ class _Registration:
         """Start nothing more, drop what waits (any thread)."""
         with self.lock:
             self.cancelled = True
-            self.pending.clear()
+            dropped = _take_all(self.pending)
+        del dropped  # released outside the lock
 
     def cancel_work(self) -> None:
         """Drop what waits and cancel what runs (loop thread)."""
@@ -1246,8 +1268,8 @@ class _Owner:
             self.internal_error("removing a handler failed", failure)
         self.cancel_work()
         host = self.host
-        if host is not None:
-            if not host.done() and not self.host_cancelled:
+        if host is not None and not host.done():
+            if not self.host_cancelled:
                 self.host_cancelled = True
                 host.cancel()
         elif not self.failure_raised:
@@ -1411,6 +1433,11 @@ class TaskHandlers(Generic[E]):
             raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
         if on_exit not in _EXIT_POLICIES:
             raise ValueError(f"on_exit must be one of {_EXIT_POLICIES}, not {on_exit!r}")
+        if not (callable(getattr(emitter, "on", None)) and callable(getattr(emitter, "off", None))):
+            raise TypeError(
+                f"emitter must have on(event, callback) and off(event, callback), "
+                f"not {type(emitter).__name__!r}"
+            )
         self._mode: str = mode
         self._limit = None if limit is None else self._check_limit(limit)
         self._maxsize = _check_maxsize(maxsize)
@@ -1531,7 +1558,9 @@ class TaskHandlers(Generic[E]):
         elif mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
         if mode == "latest" and (limit, maxsize, overflow) != (None, None, None):
-            raise ValueError("mode 'latest' keeps only the newest emission: no limit, maxsize or overflow")
+            raise ValueError(
+                "mode 'latest' keeps only the newest emission: no limit, maxsize or overflow"
+            )
         if mode == "serial" and limit is not None:
             raise ValueError("mode 'serial' runs one call at a time: limit is for 'concurrent'")
         limit = self._limit if limit is None else self._check_limit(limit)
@@ -1725,7 +1754,7 @@ class TaskHandlers(Generic[E]):
     def running(self) -> int:
         """Calls started and not finished, in total."""
         return sum(
-            1 for r in self._state.all_registrations() for t in r.tasks if not t.done()
+            1 for r in self._state.all_registrations() for t in list(r.tasks) if not t.done()
         )
 
     def __repr__(self) -> str:

@@ -379,6 +379,11 @@ def test_the_owner_checks_its_options(emitter: Any, options: Dict[str, Any], err
         TaskHandlers(emitter, **options)
 
 
+def test_the_owner_needs_an_emitter_with_on_and_off() -> None:
+    with pytest.raises(TypeError, match="on.*off"):
+        TaskHandlers(object())  # type: ignore[call-overload]
+
+
 def test_on_with_an_unhashable_event_registers_nothing(emitter: Any) -> None:
     async def main() -> None:
         async with TaskHandlers(emitter) as handlers:
@@ -1726,6 +1731,97 @@ def test_binding_to_a_loop(emitter: Any) -> None:
         owners[0].close()
 
     run(elsewhere)
+
+
+# ---------------------------------------------------------------------------
+# Re-entrancy: code that runs while an emission is being queued or dropped
+
+
+class Reemitter:
+    """An emitted argument whose finalizer emits on the same emitter."""
+
+    def __init__(self, emitter: Any, fired: List[str]) -> None:
+        self.emitter = emitter
+        self.fired = fired
+
+    def __del__(self) -> None:
+        self.fired.append("finalizer")
+        self.emitter.emit("x", None)
+
+
+def _in_a_thread(target: Callable[[], None]) -> None:
+    """Run ``target`` in a thread that must end (a deadlock fails, never hangs)."""
+    errors: List[BaseException] = []
+
+    def wrapper() -> None:
+        try:
+            target()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=wrapper, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "deadlocked"
+    if errors:
+        raise errors[0]
+
+
+@pytest.mark.parametrize("mode", ["serial", "latest", "concurrent"])
+def test_a_dropped_argument_whose_finalizer_emits_again(emitter: Any, mode: Any) -> None:
+    # drop_oldest (and latest's replacement, and close()) let go of queued
+    # arguments: their finalizers run outside any lock of the owner's.
+    fired: List[str] = []
+    got: List[Any] = []
+
+    async def handler(value: Any) -> None:
+        got.append(type(value).__name__)
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        options: Dict[str, Any] = {} if mode == "latest" else {"maxsize": 1, "overflow": "drop_oldest"}
+        async with TaskHandlers(emitter, mode=mode, limit=1 if mode == "concurrent" else None) as handlers:
+            handlers.on("x", handler, **options)
+            emitter.emit("x", "running")
+            await settle()
+            emitter.emit("x", Reemitter(emitter, fired))  # waits
+            emitter.emit("x", "newer")  # drops the Reemitter: its finalizer emits
+            assert fired == ["finalizer"]
+            emitter.emit("x", Reemitter(emitter, fired))  # waits; dropped when the block exits
+
+    _in_a_thread(lambda: run(main))
+    assert fired == ["finalizer", "finalizer"]
+    assert got == ["str"]
+
+
+def test_an_emission_after_the_loop_closed_drops_what_waited(emitter: Any) -> None:
+    # An owner left open: after asyncio.run, an emission finds the loop
+    # closed and drops the queue, whose argument's finalizer emits again.
+    fired: List[str] = []
+    owners: List[Any] = []
+
+    async def handler(value: Any) -> None:
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        handlers = TaskHandlers(emitter, mode="serial")
+        owners.append(handlers)
+        handlers.on("x", handler)
+        emitter.emit("x", "running")
+        emitter.emit("x", Reemitter(emitter, fired))
+        await settle()
+
+    def scenario() -> None:
+        asyncio.run(main(), debug=True)
+        assert fired == []
+        emitter.emit("x", "after")  # nothing can start: the queue is dropped
+        assert fired == ["finalizer"]
+        assert owners[0].queued() == 0
+        owners.clear()
+        gc.collect()
+
+    _in_a_thread(scenario)
+    assert handlers_of(emitter, "x") == 0
 
 
 # ---------------------------------------------------------------------------

@@ -110,9 +110,9 @@ def active_speakers(*identities: str) -> Any:
 
 def test_a_real_room_runs_async_handlers_in_every_mode(mode: str) -> None:
     got: List[Any] = []
-    gate = asyncio.Event()
 
     async def main() -> None:
+        gate = asyncio.Event()  # made in the loop (Python 3.9 binds it at creation)
         room = rtc.Room(loop=asyncio.get_running_loop())
         room._on_room_event(participant_connected("alice"))
         async with TaskHandlers(room, mode="serial") as handlers:

@@ -942,6 +942,45 @@ def test_a_flood_from_another_thread_stays_bounded(emitter: Any, overflow: Any) 
     assert emitter.listener_count("x") == 0
 
 
+class Reemitter:
+    """An emitted argument whose finalizer emits on the same emitter."""
+
+    def __init__(self, emitter: Any, fired: List[str]) -> None:
+        self.emitter = emitter
+        self.fired = fired
+
+    def __del__(self) -> None:
+        self.fired.append("finalizer")
+        self.emitter.emit("x", "from a finalizer")
+
+
+@pytest.mark.parametrize("how", ["drop_oldest", "close"])
+def test_a_dropped_emission_whose_finalizer_emits_again(emitter: Any, how: str) -> None:
+    # The stream's lock is never held while a dropped emission is released:
+    # its finalizer may emit into the same stream.
+    fired: List[str] = []
+
+    async def main() -> List[Any]:
+        stream = iterate(emitter, "x", maxsize=1, overflow="drop_oldest")
+        emitter.emit("x", Reemitter(emitter, fired))
+        if how == "drop_oldest":
+            emitter.emit("x", "newer")  # drops the Reemitter; its emission then drops "newer"
+            got = [await stream.__anext__()]
+            stream.close()
+            return got
+        stream.close()  # drops the Reemitter; its emission finds the stream closed
+        return [args async for args in stream]
+
+    result: List[Any] = []
+    worker = threading.Thread(target=lambda: result.append(run(main)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "deadlocked"
+    assert fired == ["finalizer"]
+    assert result == [[("from a finalizer",)] if how == "drop_oldest" else []]
+    assert emitter.listener_count("x") == 0
+
+
 def test_emission_from_a_thread_after_the_loop_closed(emitter: Any) -> None:
     streams: List[EventStream] = []
 
