@@ -835,6 +835,13 @@ def _reraise(exc: BaseException) -> None:
     raise exc
 
 
+def _current_task() -> Optional[asyncio.Task[Any]]:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no loop running in this thread
+        return None
+
+
 class _Registration:
     """One async handler of a ``TaskHandlers``: its queue and its tasks.
 
@@ -1192,17 +1199,19 @@ class _Registration:
             dropped = _take_all(self.pending)
         del dropped  # released outside the lock
 
-    def cancel_work(self) -> None:
-        """Drop what waits and cancel what runs (loop thread)."""
+    def cancel_work(self, spare: Optional[asyncio.Task[Any]] = None) -> None:
+        """Drop what waits and cancel what runs, except the task ``spare``
+        (the one asking: it goes on to its end); loop thread."""
         self.drop_work()
         if self.loop.is_closed():  # nothing can run, or be cancelled, any more
             return
         for task in self.tasks:
-            task.cancel()
+            if task is not spare:
+                task.cancel()
 
-    def live_tasks(self) -> List[asyncio.Task[None]]:
+    def live_tasks(self, spare: Optional[asyncio.Task[Any]]) -> List[asyncio.Task[None]]:
         self._sweep()
-        return list(self.tasks)
+        return [task for task in self.tasks if task is not spare]
 
 
 class _Owner:
@@ -1266,7 +1275,7 @@ class _Owner:
             self.stop_input()
         except Exception as failure:  # an `off` that raised
             self.internal_error("removing a handler failed", failure)
-        self.cancel_work()
+        self.cancel_work(spare=_current_task())
         host = self.host
         if host is not None and not host.done():
             if not self.host_cancelled:
@@ -1292,8 +1301,9 @@ class _Owner:
         if error is not None:
             raise error
 
-    def cancel_work(self) -> None:
-        """Drop waiting calls and cancel running ones; from any thread."""
+    def cancel_work(self, spare: Optional[asyncio.Task[Any]] = None) -> None:
+        """Drop waiting calls and cancel running ones, except ``spare``; from
+        any thread."""
         loop = self.loop
         if loop is None:
             return
@@ -1307,21 +1317,23 @@ class _Owner:
                 pass
             return
         for registration in registrations:
-            registration.cancel_work()
+            registration.cancel_work(spare)
 
-    def shutdown(self) -> None:
+    def shutdown(self, spare: Optional[asyncio.Task[Any]] = None) -> None:
         """close() and the finalizer: stop listening, cancel the work."""
         try:
             self.stop_input()
         finally:
-            self.cancel_work()
+            self.cancel_work(spare)
 
-    def live_tasks(self, start_waiting: bool) -> List[asyncio.Task[None]]:
+    def live_tasks(
+        self, start_waiting: bool, spare: Optional[asyncio.Task[Any]]
+    ) -> List[asyncio.Task[None]]:
         tasks: List[asyncio.Task[None]] = []
         for registration in self.all_registrations():
             if start_waiting:  # waiting calls from other threads whose pump hasn't run
                 registration.fill()
-            tasks.extend(registration.live_tasks())
+            tasks.extend(registration.live_tasks(spare))
         with self.lock:
             self.retired = [r for r in self.retired if r.tasks]
         return tasks
@@ -1620,7 +1632,7 @@ class TaskHandlers(Generic[E]):
         if loop is None:
             return
         if threading.get_ident() == self._state.thread:
-            registration.cancel_work()
+            registration.cancel_work(spare=_current_task())
             return
         registration.drop_work()
         try:
@@ -1648,17 +1660,20 @@ class TaskHandlers(Generic[E]):
         """Remove the handlers, drop waiting calls and cancel running ones.
 
         Does not wait for the cancelled tasks to finish (``aclose()`` does).
+        Called from a handler, it doesn't cancel that handler's own call.
         Idempotent; safe from any thread.
         """
-        self._state.shutdown()
+        self._state.shutdown(spare=_current_task())
 
     async def aclose(self, *, drain: bool = False, timeout: Optional[float] = None) -> None:
         """Remove the handlers and wait until no task is left.
 
         ``drain=False``: cancel waiting and running calls.  ``drain=True``:
         let them finish first, for at most ``timeout`` seconds (``None``: no
-        limit), then cancel what is left.  Raises a ``KeyboardInterrupt`` or
-        ``SystemExit`` a handler raised, if not raised already.
+        limit), then cancel what is left.  Called from a handler, it neither
+        cancels nor waits for that handler's own call.  Raises a
+        ``KeyboardInterrupt`` or ``SystemExit`` a handler raised, if not
+        raised already.
         """
         await self._finish(drain, _check_seconds("timeout", timeout), None)
 
@@ -1673,7 +1688,8 @@ class TaskHandlers(Generic[E]):
         if asyncio.get_running_loop() is not loop:
             raise RuntimeError("this TaskHandlers belongs to another event loop")
         host = state.host
-        in_host = host is not None and asyncio.current_task() is host
+        me = asyncio.current_task()  # a handler's call, if a handler closes: spared
+        in_host = host is not None and me is host
         # Whether the cancellation fatal() asked for on the host has been
         # delivered (then it must not be seen as the caller's own).
         absorbed = in_host and state.host_cancelled and isinstance(
@@ -1694,7 +1710,7 @@ class TaskHandlers(Generic[E]):
             if drain and body_error is None and state.failure is None:
                 deadline = None if timeout is None else loop.time() + timeout
                 while state.failure is None:
-                    tasks = state.live_tasks(start_waiting=True)
+                    tasks = state.live_tasks(start_waiting=True, spare=me)
                     if not tasks:
                         break
                     remaining = None if deadline is None else deadline - loop.time()
@@ -1705,16 +1721,16 @@ class TaskHandlers(Generic[E]):
                     except asyncio.CancelledError:
                         caught_cancel()
                         break
-            state.cancel_work()
+            state.cancel_work(spare=me)
             while True:
-                tasks = state.live_tasks(start_waiting=False)
+                tasks = state.live_tasks(start_waiting=False, spare=me)
                 if not tasks:
                     break
                 try:
                     await asyncio.wait(tasks)
                 except asyncio.CancelledError:
                     caught_cancel()
-                    state.cancel_work()
+                    state.cancel_work(spare=me)
             if in_host and host is not None:
                 if state.host_cancelled:
                     if not absorbed:

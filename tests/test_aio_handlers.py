@@ -1733,6 +1733,88 @@ def test_binding_to_a_loop(emitter: Any) -> None:
     run(elsewhere)
 
 
+@pytest.mark.parametrize("how", ["aclose", "close", "off"])
+def test_a_handler_may_close_its_owner_and_finish_its_own_call(emitter: Any, how: str) -> None:
+    # Closing (or removing its own handler) from inside a call cancels the
+    # other work, never the caller: it asked, and goes on to its end.
+    events: List[str] = []
+    owners: List[Any] = []
+
+    async def other() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            events.append("other cancelled")
+            raise
+
+    async def closer() -> None:
+        handlers = owners[0]
+        if how == "aclose":
+            await handlers.aclose()
+        elif how == "close":
+            handlers.close()
+        else:
+            handlers.off("close", closer)
+        await asyncio.sleep(0)
+        events.append("closer finished")
+
+    async def main() -> None:
+        async with TaskHandlers(emitter) as handlers:
+            owners.append(handlers)
+            handlers.on("other", other, mode="serial")
+            handlers.on("close", closer)
+            emitter.emit("other")
+            await settle()
+            emitter.emit("close")
+            await until(lambda: "closer finished" in events)
+
+    async def checked() -> None:
+        await finishes(main())
+
+    run(checked)
+    if how == "off":
+        assert events == ["closer finished", "other cancelled"]  # the other at exit
+    else:
+        assert sorted(events) == ["closer finished", "other cancelled"]
+
+
+class BrokenLogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        raise RuntimeError("the logging handler broke")
+
+
+def test_a_logging_handler_that_raises_is_reported_to_the_loop(emitter: Any, log: Log) -> None:
+    got: List[int] = []
+
+    async def flaky(n: int) -> None:
+        if n == 0:
+            raise ValueError("call failed")
+        got.append(n)
+
+    async def main() -> None:
+        logger = logging.getLogger("livekit.events")
+        broken = BrokenLogHandler()
+        logger.addHandler(broken)
+        try:
+            async with TaskHandlers(emitter, mode="serial") as handlers:
+                handlers.on("x", flaky)
+                emitter.emit("x", 0)
+                emitter.emit("x", 1)
+                await until(lambda: got == [1])
+        finally:
+            logger.removeHandler(broken)
+
+    run(main)
+    # The broken handler raised before the record reached any other handler:
+    # what is left is the loop's report, with both exceptions.
+    (record,) = log.take()
+    assert record.name == "asyncio"
+    assert "logging an async handler's failure failed" in record.getMessage()
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "the logging handler broke"
+    assert str(record.exc_info[1].__context__) == "call failed"
+
+
 # ---------------------------------------------------------------------------
 # Re-entrancy: code that runs while an emission is being queued or dropped
 
