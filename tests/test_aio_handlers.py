@@ -1778,6 +1778,78 @@ def test_a_handler_may_close_its_owner_and_finish_its_own_call(emitter: Any, how
         assert sorted(events) == ["closer finished", "other cancelled"]
 
 
+def test_an_off_that_raises_at_exit_still_removes_and_cancels_the_rest(EventEmitter: Any) -> None:
+    events: List[str] = []
+
+    class Sticky(EventEmitter):  # type: ignore[misc]
+        def off(self, event: Any, callback: Any) -> None:
+            super().off(event, callback)
+            if event == "a":
+                raise RuntimeError("off failed")
+
+    sticky = Sticky()
+
+    async def handler(name: str) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            events.append(f"{name} cancelled")
+            raise
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="off failed"):
+            async with TaskHandlers(sticky) as handlers:
+                handlers.on("a", handler)
+                handlers.on("b", handler)
+                sticky.emit("a", "a")
+                sticky.emit("b", "b")
+                await settle()
+        assert handlers.closed and handlers.running() == 0
+        assert handlers_of(sticky, "a") == handlers_of(sticky, "b") == 0
+
+    run(main)
+    assert sorted(events) == ["a cancelled", "b cancelled"]
+
+
+def test_registering_from_threads_while_the_loop_emits(emitter: Any) -> None:
+    calls: List[int] = []
+
+    def make(n: int) -> Any:
+        async def handler() -> None:
+            calls.append(n)
+
+        return handler
+
+    async def main() -> None:
+        async with TaskHandlers(emitter) as handlers:
+            handlers.on("x", make(-1))  # binds the loop
+            callbacks = [make(n) for n in range(200)]
+            barrier = threading.Barrier(4)
+
+            def register(part: int) -> None:
+                barrier.wait()
+                for callback in callbacks[part::4]:
+                    handlers.on("x", callback)
+                    handlers.on("x", callback)  # again: nothing changes
+
+            threads = [threading.Thread(target=register, args=(n,)) for n in range(4)]
+            for thread in threads:
+                thread.start()
+            while any(thread.is_alive() for thread in threads):
+                emitter.emit("x")
+                await asyncio.sleep(0)
+            for thread in threads:
+                thread.join()
+            await settle()
+            calls.clear()
+            emitter.emit("x")
+            await until(lambda: len(calls) == 201)
+            assert handlers_of(emitter, "x") == 201
+
+    run(main)
+    assert sorted(calls) == list(range(-1, 200))
+
+
 class BrokenLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         raise RuntimeError("the logging handler broke")
