@@ -926,52 +926,57 @@ class _Registration:
         self.relay = self._make_relay(accepted, required)
 
     def _make_relay(self, accepted: int, required: int) -> Callable[..., None]:
-        push: Callable[[EventArgs], None] = self.push
-        if self.direct:
-            push = self._direct_push(push)
-        if required:
-            event, callback = self.event, self.callback
-
-            def relay(*args: Any) -> None:
-                # livekit's emit passes fewer arguments than required
-                # without complaint; ours raises before calling this.
-                if len(args) < required:
-                    raise arity_error(event, callback, required, len(args))
-                push(args)
-
-        else:
-
-            def relay(*args: Any) -> None:
-                push(args)
-
+        relay = self._direct_relay(required) if self.direct else self._relay(required)
         # The emitter reads this, so it trims the arguments for the async
         # handler exactly as it would for a synchronous one.
         setattr(relay, "__signature__", _relay_signature(accepted, required))
         relay.__name__ = relay.__qualname__ = f"{self.name} [async, TaskHandlers]"
         return relay
 
-    def _direct_push(self, push: Callable[[EventArgs], None]) -> Callable[[EventArgs], None]:
-        # concurrent without a limit, on the loop's thread with nothing
-        # waiting: start the task here (the common case, kept short).
-        get_ident = threading.get_ident
-        thread = self.thread
-        create_task = self.loop.create_task
-        tasks = self.tasks
-        run = self._run
+    def _relay(self, required: int) -> Callable[..., None]:
+        push = self.push
+        if not required:
 
-        def direct_push(args: EventArgs) -> None:
-            if get_ident() != thread or not self.accepting or self.pending:
+            def relay(*args: Any) -> None:
+                push(args)
+
+            return relay
+        event, callback = self.event, self.callback
+
+        def checked_relay(*args: Any) -> None:
+            # livekit's emit passes fewer arguments than required without
+            # complaint; ours raises before calling this.
+            if len(args) < required:
+                raise arity_error(event, callback, required, len(args))
+            push(args)
+
+        return checked_relay
+
+    def _direct_relay(self, required: int) -> Callable[..., None]:
+        # concurrent without a limit: on the loop's thread, with nothing
+        # waiting, the task is started right here (the common case, kept to
+        # one frame); everything else goes through push.
+        push, call = self.push, self._call
+        get_ident, thread = threading.get_ident, self.thread
+        create_task, add = self.loop.create_task, self.tasks.add
+        event, callback = self.event, self.callback
+        registration = self
+
+        def direct_relay(*args: Any) -> None:
+            if len(args) < required:
+                raise arity_error(event, callback, required, len(args))
+            if get_ident() != thread or registration.pending or not registration.accepting:
                 push(args)
                 return
             try:
-                task = create_task(run(args))
+                task = create_task(call(args))
             except RuntimeError:  # the loop is closed
                 push(args)
                 return
             if not task.done():  # an eager task factory may have run it to the end
-                tasks.add(task)
+                add(task)
 
-        return direct_push
+        return direct_relay
 
     # -- producer side (any thread) ---------------------------------------
 
@@ -981,7 +986,7 @@ class _Registration:
             if self.pending:
                 self.fill()
             if not self.pending and (self.direct or self._free_slot()):
-                self._start(self._run(args) if self.direct else self._work(args))
+                self._start(self._call(args) if self.direct else self._work(args))
                 return
         # Under the lock nothing is created or released (no finalizer, no
         # garbage collection, no user code can run while it is held): a
@@ -1035,7 +1040,7 @@ class _Registration:
                     if not self.pending:
                         return
                     args = self.pending.popleft()
-                self._start(self._run(args))
+                self._start(self._call(args))
         elif self.mode == "latest":
             self._kick_latest()
         else:
@@ -1071,7 +1076,7 @@ class _Registration:
             self.started = self.cancel_requested = False
         if task is None:
             if self.pending:
-                self.current = self._start(self._run(None))
+                self.current = self._start(self._latest_call())
         elif self.started and not self.cancel_requested:
             # The newest emission replaces the running call: stop it; the
             # newest starts once it has finished (never two at once).  A call
@@ -1102,18 +1107,40 @@ class _Registration:
         # a cancellation of its task: stop; the next emission starts again.
         return True
 
-    async def _run(self, args: Optional[EventArgs]) -> None:
-        # One call: concurrent without a limit, and latest (args None: take
-        # the newest emission as the call starts).
+    async def _call(self, args: EventArgs) -> None:
+        # One call of concurrent without a limit (_run without latest's
+        # bookkeeping: this runs once per emission).
+        torn_down = False
+        try:
+            await self.callback(*args)
+        except Exception as exc:
+            self.owner.report(self.event, exc)
+        except asyncio.CancelledError:
+            torn_down = self._torn_down(asyncio.current_task(self.loop))
+            raise
+        except GeneratorExit:  # the coroutine is being closed (its loop is gone)
+            torn_down = True
+            raise
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit, ...
+            self.owner.fatal(exc)
+        finally:
+            task = asyncio.current_task(self.loop)
+            if task is not None:
+                self.tasks.discard(task)
+            if self.pending and not torn_down:
+                self.fill()
+
+    async def _latest_call(self) -> None:
+        # One call of latest: the newest emission, taken as the call starts
+        # (until then, newer ones replace it).
         task = asyncio.current_task(self.loop)
         torn_down = False
         try:
-            if args is None:
-                with self.lock:
-                    if not self.pending:
-                        return
-                    args = self.pending.popleft()
-                self.started = True
+            with self.lock:
+                if not self.pending:
+                    return
+                args = self.pending.popleft()
+            self.started = True
             await self.callback(*args)
         except Exception as exc:
             self.owner.report(self.event, exc)
