@@ -1,6 +1,7 @@
 """Async handlers: what ``TaskHandlers`` costs per emit, against ``create_task`` by hand.
 
-    python benchmarks/bench_async.py [--emits N] [--rounds R] [--emitters compiled,pure,livekit]
+    python benchmarks/bench_async.py [--emits N] [--paced-emits M] [--rounds R]
+                                     [--emitters compiled,pure,livekit] [--json]
 
 The reference is the pattern livekit's docs recommend for async work in a
 handler: a synchronous handler that calls ``asyncio.create_task``:
@@ -23,7 +24,7 @@ finished (a future the handler resolves), in a running event loop:
 * ``burst``: N emits in a row, then the loop runs the calls.  ``latest``
   coalesces a burst into one call (that is its purpose), so its figure is the
   cost of an emit it skips.
-* ``paced``: one emit, then wait until its call has finished, N times: every
+* ``paced``: one emit, then wait until its call has finished, M times: every
   mode runs every call; the loop's own wake-up cost is in every figure.
 
 Every variant of a shape runs in the same process, interleaved: each round
@@ -179,16 +180,18 @@ def _ns(value: float) -> str:
 
 
 def run(
-    emits: int = 1000, rounds: int = 31, emitters: Optional[Sequence[str]] = None
+    emits: int = 1000,
+    rounds: int = 31,
+    emitters: Optional[Sequence[str]] = None,
+    paced_emits: int = 200,
 ) -> Dict[str, Any]:
     factories = _emitter_factories()
     names = [e for e in (emitters or list(factories)) if e in factories]
     results: Dict[str, Any] = {}
     for emitter_name in names:
         for shape in SHAPES:
-            per_emit = asyncio.run(
-                _measure(emitter_name, factories[emitter_name], shape, emits, rounds)
-            )
+            n = emits if shape == "burst" else paced_emits
+            per_emit = asyncio.run(_measure(emitter_name, factories[emitter_name], shape, n, rounds))
             base = per_emit["create_task"]
             rows = {}
             for name, values in per_emit.items():
@@ -223,18 +226,23 @@ def machine() -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--emits", type=int, default=1000, help="emits per batch")
+    parser.add_argument("--emits", type=int, default=1000, help="emits per burst batch")
+    parser.add_argument("--paced-emits", type=int, default=200, help="emits per paced batch")
     parser.add_argument("--rounds", type=int, default=31, help="interleaved rounds")
     parser.add_argument("--emitters", default="", help="comma-separated: compiled,pure,livekit")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     emitters = [e for e in args.emitters.split(",") if e] or None
     print(f"# {machine()}", flush=True)
-    results = run(args.emits, args.rounds, emitters)
+    results = run(args.emits, args.rounds, emitters, args.paced_emits)
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
-    print(f"# {args.emits} emits per batch, {args.rounds} interleaved rounds, best round per variant")
+    print(
+        f"# {args.emits} emits per burst, {args.paced_emits} per paced batch, "
+        f"{args.rounds} interleaved rounds; each cell: best "
+        f"round per emit (ratio to create_task, best to best; median of per-round ratios)"
+    )
     print()
     print("| emitter | shape | " + " | ".join(VARIANTS) + " |")
     print("|---|---|" + "---|" * len(VARIANTS))
@@ -243,7 +251,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cells = []
         for name in VARIANTS:
             row = rows[name]
-            ratio = "" if name == "create_task" else f" ({row['ratio_best']:.2f}×)"
+            ratio = (
+                ""
+                if name == "create_task"
+                else f" ({row['ratio_best']:.2f}×; {row['ratio_median_of_rounds']:.2f}×)"
+            )
             cells.append(f"{_ns(row['best_ns'])}{ratio}")
         print(f"| {emitter_name} | {shape} | " + " | ".join(cells) + " |")
     return 0

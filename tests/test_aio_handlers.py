@@ -1631,12 +1631,9 @@ def test_latest_replaced_while_asyncio_run_ends_starts_nothing_more(emitter: Any
     gc.collect()
 
 
-def test_an_owner_collected_after_its_loop_was_closed_with_tasks_pending(
-    emitter: Any, log: Log
-) -> None:
-    # The loop was closed without cancelling its tasks (asyncio itself
-    # reports the task destroyed while pending); collecting the owner then
-    # must not try to cancel anything on the closed loop.
+def test_an_owner_collected_after_its_loop_was_closed_with_tasks_pending(emitter: Any) -> None:
+    # The loop was closed without cancelling its tasks; collecting the owner
+    # then must not try to cancel anything on the closed loop.
     owners: List[Any] = []
 
     async def handler() -> None:
@@ -1648,6 +1645,10 @@ def test_an_owner_collected_after_its_loop_was_closed_with_tasks_pending(
         handlers.on("x", handler)
         emitter.emit("x")
         await settle()
+        for task in asyncio.all_tasks() - {asyncio.current_task()}:
+            # Abandoned on purpose: spare the log asyncio writes for a task
+            # destroyed while pending (the switch asyncio uses itself).
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
 
     loop = asyncio.new_event_loop()
     try:
@@ -1659,7 +1660,6 @@ def test_an_owner_collected_after_its_loop_was_closed_with_tasks_pending(
     assert handlers_of(emitter, "x") == 0
     del loop
     gc.collect()
-    assert all(r.getMessage().startswith("Task was destroyed but it is pending!") for r in log.take())
 
 
 def test_the_emitter_never_keeps_the_owner_alive(emitter: Any) -> None:
