@@ -5,8 +5,9 @@
 ``LIVEKIT_EVENTS_NO_EXTENSIONS`` set to a non-empty value).
 
 Async helpers (``livekit_events.aio``, also exported here): ``wait_for``
-awaits the next emission of an event, ``iterate`` iterates emissions; both
-work with any emitter that has ``on``/``off``, livekit's included.
+awaits the next emission of an event, ``iterate`` iterates emissions, and
+``TaskHandlers`` runs async handlers in tasks it owns; all work with any
+emitter that has ``on``/``off``, livekit's included.
 
 Observability: ``ListenerLeakWarning`` (an event with more handlers than
 ``max_listeners``) and ``set_slow_handler_threshold`` (log handlers that take
@@ -29,7 +30,14 @@ from ._livekit import (
     is_installed,
     uninstall,
 )
-from .aio import EventStream, EventStreamOverflowError, iterate, wait_for
+from .aio import (
+    EventStream,
+    EventStreamOverflowError,
+    HandlerOverflowError,
+    TaskHandlers,
+    iterate,
+    wait_for,
+)
 
 __version__ = "0.1.0"
 
@@ -38,10 +46,12 @@ __all__ = (
     "EventEmitter",
     "EventStream",
     "EventStreamOverflowError",
+    "HandlerOverflowError",
     "IMPLEMENTATION",
     "InstallReport",
     "ListenerLeakWarning",
     "LivekitIncompatibleError",
+    "TaskHandlers",
     "__version__",
     "get_slow_handler_threshold",
     "install",

@@ -35,9 +35,12 @@ def read_signature(callback: Any) -> inspect.Signature:
     with _signature_lock:
         return inspect.signature(callback)
 
+#: livekit's message, word for word, then where this package's async API is.
 ASYNC_CALLBACK_MESSAGE = (
     "Cannot register an async callback with `.on()`. Use `asyncio.create_task` "
     "within your synchronous callback instead."
+    " Or let livekit_events.aio.TaskHandlers run it: it owns the tasks (ordered,"
+    " bounded, cancelled or drained on exit, failures logged)."
 )
 
 #: Returned as ``accepted`` when a handler takes every emitted argument
@@ -99,6 +102,20 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
         raise TypeError(f"callback must be callable, not {type(callback).__name__!r}")
     if _is_async_callable(callback):
         raise ValueError(ASYNC_CALLBACK_MESSAGE)
+    return read_arity(callback)
+
+
+def read_arity(callback: Any) -> Tuple[int, int]:
+    """``describe_callback``'s signature reading, without the async rejection.
+
+    For callables that are not registered on an emitter themselves:
+    ``livekit_events.aio.TaskHandlers`` reads its async handlers' arity with
+    this, once.  Same ``(accepted, required)`` result and the same
+    ``TypeError``s (non-callable, unhashable, required keyword-only
+    parameter) as ``describe_callback``.
+    """
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, not {type(callback).__name__!r}")
     hash(callback)  # registrations compare as dict keys do: unhashable is a TypeError
     try:
         signature = read_signature(callback)

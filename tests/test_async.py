@@ -33,7 +33,29 @@ pytestmark = pytest.mark.thread_unsafe(reason="own event loop and threads; share
 
 def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     # The timeout only turns a bug that would hang the suite into a failure.
-    return asyncio.run(asyncio.wait_for(main(), timeout=120))
+    # Debug mode: asyncio reports never-awaited coroutines and the like.
+    return asyncio.run(asyncio.wait_for(main(), timeout=120), debug=True)
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """An event loop that counts the callbacks other threads hand it."""
+
+    threadsafe_calls = 0
+
+    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:
+        self.threadsafe_calls += 1
+        return super().call_soon_threadsafe(*args, **kwargs)
+
+
+def run_counting(main: Callable[[CountingLoop], Coroutine[Any, Any, T]]) -> T:
+    """``run(main)`` on a ``CountingLoop``, which ``main`` gets."""
+    loop = CountingLoop()
+    loop.set_debug(True)
+    try:
+        return loop.run_until_complete(asyncio.wait_for(main(loop), timeout=120))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 @pytest.fixture(autouse=True)
@@ -215,6 +237,72 @@ def test_wait_for_rejects_a_non_callable_predicate(emitter: Any) -> None:
 
 
 # ---------------------------------------------------------------------------
+# wait_for: arguments are checked before anything is registered (issue 12)
+
+
+@pytest.mark.parametrize(
+    "timeout, error",
+    [
+        ("5", TypeError),
+        (b"5", TypeError),
+        ([5], TypeError),
+        (True, TypeError),
+        (float("nan"), ValueError),
+    ],
+)
+def test_wait_for_checks_the_timeout_before_registering(
+    emitter: Any, timeout: Any, error: type
+) -> None:
+    async def main() -> None:
+        with pytest.raises(error, match="timeout"):
+            await wait_for(emitter, "x", timeout=timeout)
+        assert emitter.listener_count("x") == 0
+
+    run(main)
+    assert emitter.listener_count("x") == 0
+
+
+def test_wait_for_removes_its_handler_when_on_raises_after_registering(
+    EventEmitter: Any,
+) -> None:
+    # Every exception path removes the handler, also an `on` (a subclass's)
+    # that registers and then fails.
+    class Flaky(EventEmitter):  # type: ignore[misc]
+        def on(self, event: Any, callback: Any = None) -> Any:
+            super().on(event, callback)
+            raise RuntimeError("on failed after registering")
+
+    flaky = Flaky()
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="after registering"):
+            await wait_for(flaky, "x")
+
+    run(main)
+    assert flaky.listener_count("x") == 0
+
+
+def test_wait_for_a_flood_from_another_thread_hands_over_one_callback(emitter: Any) -> None:
+    # While the loop is busy, a thread emits 10 000 times: the first emission
+    # settles the wait; the others cost nothing on the loop.
+    def flood() -> None:
+        for n in range(10_000):
+            emitter.emit("x", n)
+
+    async def main(loop: CountingLoop) -> Tuple[Any, ...]:
+        waiter = asyncio.ensure_future(wait_for(emitter, "x"))
+        await asyncio.sleep(0)  # registered
+        worker = threading.Thread(target=flood)
+        worker.start()
+        worker.join()  # the loop is blocked meanwhile
+        assert loop.threadsafe_calls <= 1
+        return await waiter
+
+    assert run_counting(main) == (0,)
+    assert emitter.listener_count("x") == 0
+
+
+# ---------------------------------------------------------------------------
 # wait_for: timeout and cancellation
 
 
@@ -312,18 +400,26 @@ def test_wait_for_emission_from_another_thread(emitter: Any) -> None:
         predicate_threads.append(threading.get_ident())
         return value == 2
 
+    worker_threads: List[int] = []
+
     async def main() -> Tuple[Any, ...]:
         waiter = asyncio.ensure_future(wait_for(emitter, "x", predicate=predicate))
         await asyncio.sleep(0)
-        worker = threading.Thread(target=lambda: [emitter.emit("x", v) for v in (1, 2, 3)])
+
+        def work() -> None:
+            worker_threads.append(threading.get_ident())
+            for v in (1, 2, 3):
+                emitter.emit("x", v)
+
+        worker = threading.Thread(target=work)
         worker.start()
         worker.join()  # emit returned in the worker before the loop saw anything
         return await waiter
 
-    loop_thread = threading.get_ident()
     assert run(main) == (2,)
-    # The predicate ran on the loop's thread, never the emitting one.
-    assert predicate_threads and set(predicate_threads) == {loop_thread}
+    # The predicate ran where the emission happened, as a handler would, and
+    # not at all once an emission matched.
+    assert predicate_threads == worker_threads * 2
     assert emitter.listener_count("x") == 0
 
 
@@ -761,9 +857,10 @@ def test_iterate_emissions_from_another_thread_in_order(emitter: Any) -> None:
             worker.join()
         return got
 
-    loop_thread = threading.get_ident()
     assert run(main) == list(range(500))
-    assert set(deliveries) == {loop_thread}
+    # The predicate runs inside emit, in the emitting thread (so the bound
+    # applies to matching emissions, in that thread).
+    assert len(deliveries) == 500 and threading.get_ident() not in deliveries
     assert emitter.listener_count("x") == 0
 
 
@@ -809,6 +906,79 @@ def test_overflow_from_another_thread(emitter: Any) -> None:
         return got
 
     assert run(main) == list(range(10))
+
+
+@pytest.mark.parametrize("overflow", ["raise", "drop_oldest", "drop_newest"])
+def test_a_flood_from_another_thread_stays_bounded(emitter: Any, overflow: Any) -> None:
+    # Issue 12: the overflow policy applies in the emitting thread, so a
+    # thread emitting while the loop is busy queues at most `maxsize`
+    # emissions and hands the loop at most one callback, whatever its rate.
+    def flood() -> None:
+        for n in range(10_000):
+            emitter.emit("x", n)
+
+    async def main(loop: CountingLoop) -> List[Any]:
+        stream = iterate(emitter, "x", maxsize=10, overflow=overflow)
+        worker = threading.Thread(target=flood)
+        worker.start()
+        worker.join()  # the loop is blocked meanwhile
+        assert loop.threadsafe_calls <= 1
+        assert stream.qsize() == 10
+        got: List[Any] = []
+        if overflow == "raise":
+            assert stream.closed and emitter.listener_count("x") == 0
+            with pytest.raises(EventStreamOverflowError):
+                async for (n,) in stream:
+                    got.append(n)
+        else:
+            assert stream.dropped == 10_000 - 10
+            async with stream:
+                for _ in range(10):
+                    got.append((await stream.__anext__())[0])
+        return got
+
+    expected = {"raise": range(10), "drop_newest": range(10), "drop_oldest": range(9990, 10_000)}
+    assert run_counting(main) == list(expected[overflow])
+    assert emitter.listener_count("x") == 0
+
+
+class Reemitter:
+    """An emitted argument whose finalizer emits on the same emitter."""
+
+    def __init__(self, emitter: Any, fired: List[str]) -> None:
+        self.emitter = emitter
+        self.fired = fired
+
+    def __del__(self) -> None:
+        self.fired.append("finalizer")
+        self.emitter.emit("x", "from a finalizer")
+
+
+@pytest.mark.parametrize("how", ["drop_oldest", "close"])
+def test_a_dropped_emission_whose_finalizer_emits_again(emitter: Any, how: str) -> None:
+    # The stream's lock is never held while a dropped emission is released:
+    # its finalizer may emit into the same stream.
+    fired: List[str] = []
+
+    async def main() -> List[Any]:
+        stream = iterate(emitter, "x", maxsize=1, overflow="drop_oldest")
+        emitter.emit("x", Reemitter(emitter, fired))
+        if how == "drop_oldest":
+            emitter.emit("x", "newer")  # drops the Reemitter; its emission then drops "newer"
+            got = [await stream.__anext__()]
+            stream.close()
+            return got
+        stream.close()  # drops the Reemitter; its emission finds the stream closed
+        return [args async for args in stream]
+
+    result: List[Any] = []
+    worker = threading.Thread(target=lambda: result.append(run(main)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "deadlocked"
+    assert fired == ["finalizer"]
+    assert result == [[("from a finalizer",)] if how == "drop_oldest" else []]
+    assert emitter.listener_count("x") == 0
 
 
 def test_emission_from_a_thread_after_the_loop_closed(emitter: Any) -> None:

@@ -9,12 +9,12 @@ must be clean under ``mypy --strict`` and pyright's strict mode.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Tuple
+from typing import Any, Callable, Coroutine, Literal, Tuple
 
 from typing_extensions import assert_type
 
 from livekit_events import EventEmitter
-from livekit_events.aio import EventStream, iterate, wait_for
+from livekit_events.aio import EventStream, TaskHandlers, iterate, wait_for
 
 Events = Literal["connected", "disconnected"]
 
@@ -152,3 +152,35 @@ async def helpers() -> None:
     iterate(room, "data_recieved")  # E: mypy[misc] pyright[reportCallIssue,reportArgumentType]
     iterate(room, "data_received", overflow="block")  # E: mypy[call-overload] pyright[reportCallIssue,reportArgumentType]
     await wait_for(room, "participant_connected", timeout="5")  # E: mypy[call-overload] pyright[reportCallIssue,reportArgumentType]
+
+
+# TaskHandlers: event names checked as the emitter's; handlers keep their type.
+async def on_data(packet: bytes) -> None: ...
+
+
+def on_data_sync(packet: bytes) -> None: ...
+
+
+async def task_handlers() -> None:
+    async with TaskHandlers(room, mode="serial", maxsize=64, overflow="drop_oldest") as handlers:
+        assert_type(handlers, TaskHandlers[RoomEvents])
+        registered_handler = handlers.on("data_received", on_data)  # returned as it was
+        kept: Callable[[bytes], Coroutine[Any, Any, None]] = registered_handler
+        await kept(b"packet")
+        await registered_handler(1)  # E: mypy[arg-type] pyright[reportArgumentType]
+
+        @handlers.on("participant_connected", mode="latest")
+        async def on_participant(identity: str) -> None: ...
+
+        await on_participant("alice")
+        handlers.on("data_recieved", on_data)  # E: mypy[call-overload] pyright[reportCallIssue,reportArgumentType]
+        handlers.on("data_received", on_data, mode="parallel")  # E: mypy[call-overload] pyright[reportCallIssue,reportArgumentType]
+        handlers.on("data_received", on_data_sync)  # E: mypy[call-overload] pyright[reportCallIssue,reportArgumentType]
+        handlers.off("data_received", on_data)
+        handlers.off("data_recieved", on_data)  # E: mypy[arg-type] pyright[reportArgumentType]
+        await handlers.aclose(drain=True, timeout=5)
+    TaskHandlers(room, on_exit="drain", drain_timeout=2.5).close()
+    TaskHandlers(room, mode="fast")  # E: mypy[call-overload] pyright[reportCallIssue,reportArgumentType]
+    anything = TaskHandlers(any_names, limit=4)
+    assert_type(anything, TaskHandlers[str])
+    anything.on("anything at all", on_data)

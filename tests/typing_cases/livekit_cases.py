@@ -11,7 +11,7 @@ from typing import Any, Tuple
 from livekit import rtc
 from typing_extensions import assert_type
 
-from livekit_events.aio import EventStream, iterate, wait_for
+from livekit_events.aio import EventStream, TaskHandlers, iterate, wait_for
 
 
 def is_agent(participant: rtc.RemoteParticipant) -> bool:
@@ -32,3 +32,14 @@ async def with_livekit(room: rtc.Room) -> None:
             assert_type(packet, Any)
     iterate(room, "data_received", overflow="block")  # E: mypy[call-overload] pyright[reportCallIssue,reportArgumentType]
     await wait_for(room)  # E: mypy[call-overload] pyright[reportCallIssue]
+
+
+async def handlers_on_a_room(room: rtc.Room) -> None:
+    async with TaskHandlers(room, mode="serial") as handlers:
+        assert_type(handlers, TaskHandlers[Any])
+
+        @handlers.on("data_received")
+        async def on_data(packet: rtc.DataPacket) -> None: ...
+
+        await on_data(b"not a packet")  # E: mypy[arg-type] pyright[reportArgumentType]
+        handlers.on("participant_connected", is_agent)  # E: mypy[type-var] pyright[reportCallIssue,reportArgumentType]
