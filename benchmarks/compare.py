@@ -605,6 +605,22 @@ def scaling_report(results: Dict[str, Dict[str, Any]]) -> List[str]:
     ]
 
 
+def detection_information(results: Dict[str, Dict[str, Any]]) -> List[str]:
+    """What slow-handler detection adds per handler call (issue 13: aim ≤ 60 ns),
+    from slow-detect-10 against fanout-10 in the same run."""
+    lines = []
+    for key, label in (("compiled", "compiled"), ("pure", "pure twin")):
+        on = results.get("slow-detect-10", {}).get("impl", {}).get(key)
+        off = results.get("fanout-10", {}).get("impl", {}).get(key)
+        if on and off:
+            added = (on["ns"] - off["ns"]) / 10
+            lines.append(
+                f"slow-handler detection on adds {fmt_ns(added)} per handler call ({label}: "
+                f"slow-detect-10 {fmt_ns(on['ns'])} against fanout-10 {fmt_ns(off['ns'])} per emit)"
+            )
+    return lines
+
+
 def targets_markdown(rows: List[Tuple[str, str, Optional[bool]]]) -> str:
     mark = {True: "met", False: "**missed**", None: "not measured"}
     lines = ["| target | measured | |", "|---|---|---|"]
@@ -792,7 +808,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     present = sorted({k for r in results.values() for k in r["impl"]} | {FLOOR}, key=ORDER.index)
     rows = targets(results)
-    information = scaling_information(results)
+    information = scaling_information(results) + detection_information(results)
     notes = sorted(
         {f"{LABELS.get(k, k)}: {why}" for r in results.values() for k, why in r["skipped"].items()}
     )
