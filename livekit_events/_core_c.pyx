@@ -461,11 +461,11 @@ cdef extern from *:
 
     typedef struct {
         PyObject_HEAD
-        lke_slot *slots;      /* [0, count): in call order, dead ones included */
+        lke_slot *slots;      /* [first, count): in call order, dead ones included */
         lke_entry *index;     /* NULL, or index_mask + 1 entries */
         uint32_t index_mask;
         uint32_t index_fill;  /* index entries that are not EMPTY */
-        int32_t count, capacity, live, dead;
+        int32_t first, count, capacity, live, dead;  /* (dead: in [first, count)) */
         int32_t unreleased;   /* dead slots still holding their callback */
         int32_t walkers;      /* emits (and listeners calls) walking the slots */
         int32_t lookups;      /* lookups comparing keys (running Python code) */
@@ -493,7 +493,7 @@ cdef extern from *:
         h->index = NULL;
         h->index_mask = 0;
         h->index_fill = 0;
-        h->count = h->capacity = h->live = h->dead = h->unreleased = 0;
+        h->first = h->count = h->capacity = h->live = h->dead = h->unreleased = 0;
         h->layout++;
         for (int32_t i = 0; i < count; i++)
             Py_XDECREF(slots[i].callback);
@@ -526,7 +526,7 @@ cdef extern from *:
         h->index = NULL;
         h->index_mask = 0;
         h->index_fill = 0;
-        h->count = h->capacity = h->live = h->dead = h->unreleased = h->walkers = 0;
+        h->first = h->count = h->capacity = h->live = h->dead = h->unreleased = h->walkers = 0;
         h->lookups = 0;
         h->warned = 0;
         h->layout = 0;
@@ -592,7 +592,7 @@ cdef extern from *:
             return;
         memset(h->index, 0xff, size * sizeof(lke_entry));  /* all LKE_EMPTY */
         h->index_mask = size - 1;
-        for (int32_t i = 0; i < h->count; i++)
+        for (int32_t i = h->first; i < h->count; i++)
             if (!(h->slots[i].flags & LKE_DEAD))
                 lke_index_put(h, i);
     }
@@ -730,7 +730,7 @@ cdef extern from *:
             return;
         if (h->index != NULL && h->live > LKE_SMALL && h->index_mask + 1u <= 8u * (uint32_t)h->live)
             moved = (int32_t *)PyMem_Malloc((size_t)h->count * sizeof(int32_t));
-        for (i = 0; i < h->count; i++) {
+        for (i = h->first; i < h->count; i++) {
             lke_slot *slot = &h->slots[i];
             if (slot->flags & LKE_DEAD) {
                 if (slot->callback != NULL)
@@ -744,6 +744,7 @@ cdef extern from *:
             j++;
         }
         h->count = j;
+        h->first = 0;
         h->dead = 0;
         h->unreleased = 0;
         h->layout++;
@@ -769,9 +770,38 @@ cdef extern from *:
         PyMem_Free(moved);
     }
 
+    /* Moves slots [first, count) to the front (no walk may be in progress);
+       index entries follow by a constant: one pass over the table in order. */
+    static void lke_shift(lke_handlers *h) {
+        int32_t first = h->first, kept = h->count - first;
+        memmove(h->slots, h->slots + first, (size_t)kept * sizeof(lke_slot));
+        if (h->index != NULL)
+            for (uint32_t k = 0; k <= h->index_mask; k++)
+                if (h->index[k].pos >= 0)
+                    h->index[k].pos -= first;
+        h->count = kept;
+        h->first = 0;
+        h->layout++;
+    }
+
+    /* Dead slots whose callback is released leave the front of the range at
+       once: removing the oldest handler, as steady churn does, never needs a
+       compaction, and the room they leave is reclaimed when it outgrows the
+       live slots. */
+    static void lke_trim(lke_handlers *h) {
+        while (h->first < h->count && (h->slots[h->first].flags & LKE_DEAD)
+               && h->slots[h->first].callback == NULL) {
+            h->first++;
+            h->dead--;
+        }
+        if (h->walkers == 0 && h->first >= LKE_SMALL && h->first >= h->count - h->first)
+            lke_shift(h);
+    }
+
     /* After a removal: compact once the dead slots outnumber the live ones
        (and a few), so scans and walks stay proportional to the live ones. */
     static CYTHON_INLINE void lke_maybe_compact(lke_handlers *h, lke_release *r) {
+        lke_trim(h);
         if (h->walkers == 0 && h->dead >= LKE_SMALL && h->dead >= h->live)
             lke_compact(h, r);
     }
@@ -848,6 +878,7 @@ cdef extern from *:
         lke_slot *slots
         lke_entry *index
         uint32_t index_mask
+        int32_t first
         int32_t count
         int32_t live
         int32_t dead
@@ -1023,6 +1054,8 @@ cdef inline Py_ssize_t _next_candidate(lke_handlers *h, Py_hash_t key_hash, Py_s
     cdef lke_entry *entry
     cdef uint32_t tag
     if h.index is NULL:
+        if step[0] < h.first:
+            step[0] = h.first  # (the front moved on: everything before is dead)
         if step[0] >= h.count:
             return -1
         step[0] += 1
@@ -1289,7 +1322,7 @@ cdef int _clear(object handlers) except -1:
     try:
         with cython.critical_section(handlers):
             lke_release_reserve(&release, h.live)
-            for i in range(h.count):
+            for i in range(h.first, h.count):
                 if not h.slots[i].flags & LKE_DEAD:
                     lke_kill(h, <int32_t>i)
                     lke_retire(h, <int32_t>i, &release)
@@ -1313,7 +1346,7 @@ cdef list _walk(object handlers, bint triples, object event):
     lke_begin_walk(h)
     try:
         n = h.count
-        for i in range(n):
+        for i in range(h.first, n):
             if lke_take(h, i, &slot, 0):
                 try:
                     registered = _key_of(&slot)
@@ -1908,14 +1941,14 @@ cdef extern from *:
         return w->status;
     }
 
-    /* Begins a walk over slots [0, count) and walks: LKE_WALK_DONE when it
+    /* Begins a walk over slots [first, count) and walks: LKE_WALK_DONE when it
        also ended it (nothing to compact); else the caller deals with the stop
        (w->status, LKE_WALK_DONE when a compaction is due) and ends the walk.
        Inlined into emit: all an ordinary emit does. */
     LKE_ALWAYS_INLINE int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given,
-                                          Py_ssize_t count, lke_walk *w) {
+                                          Py_ssize_t first, Py_ssize_t count, lke_walk *w) {
         lke_begin_walk(h);
-        if (lke_walk_run(h, argv, given, count, 0, w) == LKE_WALK_DONE) {
+        if (lke_walk_run(h, argv, given, count, first, w) == LKE_WALK_DONE) {
             if (lke_end_walk_fast(h))
                 return LKE_WALK_DONE;
             w->status = LKE_WALK_DONE;  /* compaction due */
@@ -1934,8 +1967,8 @@ cdef extern from *:
         int status
     const int LKE_WALK_DONE, LKE_WALK_ARITY, LKE_WALK_RAISED, LKE_WALK_SLOW
     int lke_walk_step(lke_handlers *h, lke_walk *w) noexcept
-    int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given, Py_ssize_t count,
-                       lke_walk *w) noexcept
+    int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given, Py_ssize_t first,
+                       Py_ssize_t count, lke_walk *w) noexcept
 
 
 cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
@@ -1952,11 +1985,11 @@ cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject 
     cdef lke_handlers *h = <lke_handlers *><PyObject *>handlers
     # The walk covers the slots that exist now (rule 5).
     cdef Py_ssize_t count = h.count
-    if count == 0:
+    if count == h.first:
         return None
     cdef lke_walk walk  # (filled only if the walk stops)
     # The walk runs in C, and returns here only when it needs Python.
-    if lke_walk_start(h, &args[1], nargs - 1, count, &walk) == LKE_WALK_DONE:
+    if lke_walk_start(h, &args[1], nargs - 1, h.first, count, &walk) == LKE_WALK_DONE:
         return None  # (and ended: nothing to compact)
     return _walk_stopped(handlers, <object>event, &walk)
 
