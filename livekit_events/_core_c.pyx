@@ -28,14 +28,18 @@
 #    [lke_append, lke_kill, lke_compact, lke_index_*].  Under the GIL a commit
 #    is therefore atomic.
 # 3. Whatever was read before Python code ran is read again after.  Slots
-#    never move while a lookup compares keys unless `layout` changes
-#    (compaction, a new index), and then the lookup starts over; otherwise it
-#    goes on from where it was, re-reading the array, as CPython's dict lookup
-#    does: an append lands past the scan, an index entry in the first empty
-#    place of its probe chain (removals leave DUMMY, never EMPTY), so neither
-#    is missed [_find_on, _find_all].  A match is re-checked for liveness
-#    after the comparison and again by the commit.  Nothing written back is
-#    stale, so nothing is lost and no removed handler lingers.
+#    never move while a lookup compares keys (`lookups` defers compaction,
+#    as `walkers` does), so a position names one registration for the whole
+#    lookup.  After a comparison the lookup goes on from where it was,
+#    re-reading the array, as CPython's dict lookup does: an append lands past
+#    the scan, an index entry in the first EMPTY place of its probe chain
+#    (removals leave DUMMY; while a lookup compares, no insert reuses one), so
+#    neither is missed.  When the index itself is remade (`layout`), the
+#    lookup probes the new one, skipping the positions it already compared:
+#    each registration is compared at most once, so a lookup always ends
+#    however the comparisons churn the event [_find_on, _find_all].  A match
+#    is re-checked for liveness after the comparison and by the commit.
+#    Nothing written back is stale: nothing is lost, no removed handler lingers.
 # 4. References are dropped only after the commit, when the registry is whole
 #    again (their finalizers may re-enter) [the `release` buffers].
 # 5. emit walks the slots that existed when it started ([0, count) then):
@@ -724,8 +728,8 @@ cdef extern from *:
        at random: at 100k handlers that is most of the cost). */
     static void lke_compact(lke_handlers *h, lke_release *r) {
         int32_t i, j = 0, *moved = NULL;
-        if (h->walkers != 0 || h->dead == 0)
-            return;
+        if (h->walkers != 0 || h->lookups != 0 || h->dead == 0)
+            return;  /* slots must not move under a walk or a lookup (rules 3, 5) */
         if (lke_release_reserve(r, h->unreleased) < 0)
             return;
         if (h->index != NULL && h->live > LKE_SMALL && h->index_mask + 1u <= 8u * (uint32_t)h->live)
@@ -794,7 +798,8 @@ cdef extern from *:
             h->first++;
             h->dead--;
         }
-        if (h->walkers == 0 && h->first >= LKE_SMALL && h->first >= h->count - h->first)
+        if (h->walkers == 0 && h->lookups == 0 && h->first >= LKE_SMALL
+                && h->first >= h->count - h->first)
             lke_shift(h);
     }
 
@@ -802,8 +807,8 @@ cdef extern from *:
        (and a few), so scans and walks stay proportional to the live ones. */
     static CYTHON_INLINE void lke_maybe_compact(lke_handlers *h, lke_release *r) {
         lke_trim(h);
-        if (h->walkers == 0 && h->dead >= LKE_SMALL && h->dead >= h->live)
-            lke_compact(h, r);
+        if (h->dead >= LKE_SMALL && h->dead >= h->live)
+            lke_compact(h, r);  /* (not under a walk or a lookup) */
     }
 
     /* -- walks (emit, listeners) -- */
@@ -1081,32 +1086,40 @@ cdef Py_ssize_t _find_on(object handlers, object key, Py_hash_t key_hash) except
     cdef Py_ssize_t step, pos
     cdef lke_slot *slot
     cdef bint equal
-    while True:
-        layout = h.layout
-        step = 0
+    cdef lke_positions compared  # compared and not equal: never again
+    lke_positions_init(&compared)
+    try:
         while True:
-            pos = _next_candidate(h, key_hash, &step)
-            if pos < 0:
-                return -1
-            slot = &h.slots[pos]
-            if slot.hash != key_hash or slot.flags & (LKE_DEAD | LKE_ONCE | LKE_WRAPPER):
-                continue
-            if slot.callback is <PyObject *>key:
-                return pos
-            h.lookups += 1
-            try:
-                if slot.flags & LKE_WEAK:
-                    stored = _key_of(slot)  # Python code: reads slot first
-                    equal = stored is not None and (stored is key or _equal(stored, key))
-                    stored = None
-                else:
-                    equal = _equal(<object>slot.callback, key)
-            finally:
-                h.lookups -= 1
-            if h.layout != layout:
-                break  # slots moved: start over
-            if equal and not h.slots[pos].flags & LKE_DEAD:
-                return pos
+            layout = h.layout
+            step = 0
+            while True:
+                pos = _next_candidate(h, key_hash, &step)
+                if pos < 0:
+                    return -1
+                slot = &h.slots[pos]
+                if slot.hash != key_hash or slot.flags & (LKE_DEAD | LKE_ONCE | LKE_WRAPPER):
+                    continue
+                if slot.callback is <PyObject *>key:
+                    return pos
+                if lke_positions_has(&compared, pos):
+                    continue
+                h.lookups += 1
+                try:
+                    if slot.flags & LKE_WEAK:
+                        stored = _key_of(slot)  # Python code: reads slot first
+                        equal = stored is not None and (stored is key or _equal(stored, key))
+                        stored = None
+                    else:
+                        equal = _equal(<object>slot.callback, key)
+                finally:
+                    h.lookups -= 1
+                if equal and not h.slots[pos].flags & LKE_DEAD:
+                    return pos  # (slots don't move during a lookup)
+                lke_positions_add(&compared, pos)
+                if h.layout != layout:
+                    break  # a new index: probe it again, skipping what was compared
+    finally:
+        lke_positions_free(&compared)
 
 
 cdef Py_ssize_t _find_identity(object handlers, PyObject *stored, Py_hash_t key_hash) noexcept:
@@ -1156,6 +1169,13 @@ cdef extern from *:
         return 0;
     }
 
+    static int lke_positions_has(lke_positions *p, Py_ssize_t pos) {
+        for (Py_ssize_t k = 0; k < p->n; k++)
+            if (p->items[k] == pos)
+                return 1;
+        return 0;
+    }
+
     static CYTHON_INLINE void lke_positions_free(lke_positions *p) {
         if (p->items != p->small)
             PyMem_Free(p->items);
@@ -1170,6 +1190,7 @@ cdef extern from *:
     void lke_positions_init(lke_positions *p) noexcept
     int lke_positions_add(lke_positions *p, Py_ssize_t pos) except -1
     void lke_positions_free(lke_positions *p) noexcept
+    int lke_positions_has(lke_positions *p, Py_ssize_t pos) noexcept
 
 
 cdef int _find_all(object handlers, object key, Py_hash_t key_hash, lke_positions *found) except -1:
@@ -1181,28 +1202,35 @@ cdef int _find_all(object handlers, object key, Py_hash_t key_hash, lke_position
     cdef Py_ssize_t step, pos
     cdef lke_slot *slot
     cdef bint equal
-    while True:
-        layout = h.layout
-        step = 0
-        found.n = 0
+    cdef lke_positions compared  # compared already (equal ones are in `found`)
+    lke_positions_init(&compared)
+    try:
         while True:
-            pos = _next_candidate(h, key_hash, &step)
-            if pos < 0:
-                return 0
-            slot = &h.slots[pos]
-            if slot.hash != key_hash or slot.flags & LKE_DEAD:
-                continue
-            h.lookups += 1  # (_key_of may allocate: Python code)
-            try:
-                stored = _key_of(slot)
-                equal = stored is not None and (stored is key or _equal(stored, key))
-                stored = None
-            finally:
-                h.lookups -= 1
-            if h.layout != layout:
-                break  # slots moved: start over
-            if equal:
-                lke_positions_add(found, pos)
+            layout = h.layout
+            step = 0
+            while True:
+                pos = _next_candidate(h, key_hash, &step)
+                if pos < 0:
+                    return 0
+                slot = &h.slots[pos]
+                if slot.hash != key_hash or slot.flags & LKE_DEAD:
+                    continue
+                if lke_positions_has(&compared, pos):
+                    continue
+                h.lookups += 1  # (_key_of may allocate: Python code)
+                try:
+                    stored = _key_of(slot)
+                    equal = stored is not None and (stored is key or _equal(stored, key))
+                    stored = None
+                finally:
+                    h.lookups -= 1
+                lke_positions_add(&compared, pos)
+                if equal:
+                    lke_positions_add(found, pos)
+                if h.layout != layout:
+                    break  # a new index: probe it again, skipping what was compared
+    finally:
+        lke_positions_free(&compared)
 
 
 # ---------------------------------------------------------------------------
@@ -1238,9 +1266,7 @@ cdef object _handlers_of(EmitterCore self, object event, bint create):
         if not create:
             return None
         handlers = self.registry.setdefault(event, lke_handlers_new())
-    if Py_TYPE_ptr(<PyObject *>handlers) is not &lke_handlers_type:
-        raise SystemError("livekit_events: a registry entry is not a Handlers object")
-    return handlers
+    return _checked_handlers(handlers)
 
 
 cdef int _register(EmitterCore self, object event, object stored, object key,
@@ -1371,12 +1397,23 @@ cdef list _walk(object handlers, bint triples, object event):
 cdef list _in_order(EmitterCore self):
     # (event, handlers) pairs, in the order the events last got a first handler.
     items = list(self.registry.items())
+    for _, handlers in items:
+        _checked_handlers(handlers)
     items.sort(key=_since)
     return items
 
 
+@cython.boundscheck(True)
+@cython.wraparound(True)
 def _since(item):
-    return _h(item[1]).since
+    return _h(_checked_handlers(item[1])).since
+
+
+cdef inline object _checked_handlers(object handlers):
+    # Rule 7: the registry dict can be reached (gc.get_referents) and changed.
+    if Py_TYPE_ptr(<PyObject *>handlers) is not &lke_handlers_type:
+        raise SystemError("livekit_events: a registry entry is not a Handlers object")
+    return handlers
 
 
 # ---------------------------------------------------------------------------
@@ -1652,7 +1689,7 @@ cdef class EmitterCore:
         """Remove every handler of ``event``, or of every event if it is None."""
         if event is None:
             for handlers in list(self.registry.values()):
-                _clear(handlers)
+                _clear(_checked_handlers(handlers))
             return
         handlers = _handlers_of(self, event, False)
         if handlers is not None:
@@ -2152,8 +2189,12 @@ cdef class _LivekitSnapshot:
     cdef Py_ssize_t *accepted  # PY_SSIZE_T_MAX: every argument
     cdef unsigned char *kinds
 
-    def __cinit__(self, tuple keys, list entries):
+    def __cinit__(self, tuple keys not None, list entries not None):
         cdef Py_ssize_t i, n = len(entries)
+        if len(keys) != n:
+            # Rule 7: lk_describe_all is looked up at run time (it may be
+            # patched); a short answer would have emit read past the arrays.
+            raise SystemError(f"livekit_events: {n} arities for {len(keys)} handlers")
         self.n = n
         self.entries = entries
         self.ptrs = <PyObject **>PyMem_Malloc((n or 1) * sizeof(PyObject *))
@@ -2166,8 +2207,14 @@ cdef class _LivekitSnapshot:
             ref, accepted, kind = entries[i]
             refs.append(ref)
             self.ptrs[i] = <PyObject *>keys[i]
-            self.accepted[i] = (
-                PY_SSIZE_T_MAX if accepted == _lk_common.LK_ALL else <Py_ssize_t>accepted)
+            if accepted == _lk_common.LK_ALL:
+                self.accepted[i] = PY_SSIZE_T_MAX
+            elif 0 <= accepted < PY_SSIZE_T_MAX:
+                self.accepted[i] = <Py_ssize_t>accepted
+            else:
+                raise SystemError(f"livekit_events: invalid arity {accepted!r}")
+            if not 0 <= kind <= LK_KIND_LEGACY_ONCE:
+                raise SystemError(f"livekit_events: invalid handler kind {kind!r}")
             self.kinds[i] = <unsigned char>kind
         self.refs = tuple(refs)
 

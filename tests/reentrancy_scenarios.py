@@ -380,7 +380,59 @@ def eq_and_hash(core: Any, rounds: int) -> Dict[str, Any]:
     return {"problems": _check(em, record), "ops": record.ops}
 
 
-SCENARIOS = {f.__name__: f for f in (finalizers, unsubscribe_in_del, lock_in_finalizer, eq_and_hash)}
+def eq_churn(core: Any, rounds: int) -> Dict[str, Any]:
+    """A lookup whose every comparison changes the event: each __eq__ of a
+    registered key registers a fresh function and removes the one before.
+    Every lookup must end, comparing each registration about once (a lookup
+    that started over whenever the registry moved never ended)."""
+    EventEmitter = emitter_class(core)
+    em = EventEmitter()
+    churned: List[Any] = []
+    comparisons = [0]
+    armed = [False]
+
+    class Colliding:
+        def __call__(self, *args: Any) -> None:
+            pass
+
+        def __hash__(self) -> int:
+            return 42
+
+        def __eq__(self, other: object) -> bool:
+            if armed[0]:
+                comparisons[0] += 1
+                fresh = make_handler(Recorder(), "a", once=False)
+                em.on("a", fresh)
+                if churned:
+                    em.off("a", churned.pop())
+                churned.append(fresh)
+            return self is other
+
+    problems: List[str] = []
+    for keys in (8, 16, 64):
+        em.remove_all_listeners("a")
+        churned.clear()
+        registered = [Colliding() for _ in range(keys)]
+        for key in registered:
+            em.on("a", key)
+        for operation in ("on", "off"):
+            comparisons[0] = 0
+            armed[0] = True
+            getattr(em, operation)("a", Colliding())
+            armed[0] = False
+            # About once each: the pure twin's off may go round twice, and a
+            # dict's lookup starts over when its table is remade.
+            if comparisons[0] > 4 * keys + 8:
+                problems.append(f"{operation} against {keys} keys: {comparisons[0]} comparisons")
+        if em.listeners("a")[:keys] != registered:
+            problems.append(f"{keys} keys: registrations changed")
+    return {"problems": problems, "ops": rounds}
+
+
+SCENARIOS = {
+    f.__name__: f
+    for f in (finalizers, unsubscribe_in_del, lock_in_finalizer, eq_and_hash, eq_churn)
+}
 
 
 def main() -> None:

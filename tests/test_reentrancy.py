@@ -72,6 +72,13 @@ def test_callback_eq_and_hash_that_change_the_registry(impl: Any) -> None:
     assert outcome["ops"] > 1000
 
 
+def test_a_lookup_whose_comparisons_churn_the_event_always_finishes(impl: Any) -> None:
+    # Each __eq__ registers a fresh handler and removes the last one, so the
+    # registry changes shape (index remade, slots compacted) during every
+    # lookup: each registration is still compared about once.
+    run_scenario(impl, "eq_churn", 1, timeout=60)
+
+
 def test_application_lock_taken_in_a_finalizer_cannot_deadlock_with_on(impl: Any) -> None:
     # A finalizer takes an application lock; another thread holds it and
     # calls on()/off() on the same emitter and on another.  The scenario
@@ -126,6 +133,70 @@ def test_methods_called_with_a_self_of_the_wrong_type_raise_type_error(impl: Any
     for name, outcomes in report.items():
         # Method descriptors check their self, as CPython's own do.
         assert outcomes == ["TypeError"], (name, outcomes)
+
+
+_TAMPERED = r"""
+import gc, sys
+import livekit_events._core_c as core
+from livekit_events._emitter import emitter_class_for
+
+outcomes = {}
+
+def attempt(name, action):
+    try:
+        action()
+    except Exception as exc:
+        outcomes[name] = type(exc).__name__
+    else:
+        outcomes[name] = "returned"
+
+# A registry entry that is not the core's: the dict is reachable from Python.
+em = emitter_class_for(core.EmitterCore)()
+em.on("a", print)
+(registry,) = [r for r in gc.get_referents(em) if type(r) is dict and "a" in r]
+registry["b"] = (1, 2, 3)
+for name in ("emit", "listeners", "listener_count", "off", "remove_all_listeners_b"):
+    event_args = {"emit": ("b",), "listeners": ("b",), "listener_count": ("b",),
+                  "off": ("b", print), "remove_all_listeners_b": ("b",)}[name]
+    method = name.replace("_b", "") if name.endswith("_b") else name
+    attempt(name, lambda: getattr(em, method)(*event_args))
+attempt("remove_all_listeners", em.remove_all_listeners)
+attempt("event_names", em.event_names)
+attempt("_events", lambda: em._events)
+attempt("copy", lambda: __import__("copy").copy(em))
+# Module-level helpers given what they were never meant to get.
+attempt("_since_empty", lambda: core._since(()))
+attempt("_since_int", lambda: core._since((None, 1)))
+attempt("snapshot_short_keys", lambda: core._LivekitSnapshot((), [(None, 0, 0)] * 5))
+attempt("snapshot_bad_arity", lambda: core._LivekitSnapshot((print,), [(None, -7, 0)]))
+attempt("snapshot_bad_kind", lambda: core._LivekitSnapshot((print,), [(None, 1, 99)]))
+class Fake:
+    def __init__(self):
+        self._events = {"e": {(lambda *a: None): None for _ in range(5)}}
+real = core.lk_describe_all
+core.lk_describe_all = lambda keys, previous: []
+attempt("livekit_emit_short_arities", lambda: core.livekit_emit(Fake(), "e", 1))
+core.lk_describe_all = real
+print(outcomes)
+"""
+
+
+def test_tampered_registry_and_private_helpers_raise_not_crash(impl: Any) -> None:
+    # Rule 7 of the compiled core: whatever arrives from Python is checked.
+    if impl.name != "compiled":
+        pytest.skip("the pure twin is Python: nothing there can crash the interpreter")
+    result = subprocess.run(
+        [sys.executable, "-c", _TAMPERED], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"exit code {result.returncode}:\n{result.stderr[-3000:]}"
+    outcomes = eval(result.stdout)  # a dict literal printed above
+    raised = {name for name, outcome in outcomes.items() if outcome != "returned"}
+    # Reads of event "b" (the tampered one) and every walk over the registry
+    # must refuse it; "listener_count"/"off" of "b" may too.
+    for name in ("emit", "listeners", "remove_all_listeners", "event_names", "_events", "copy",
+                 "_since_empty", "_since_int", "snapshot_short_keys", "snapshot_bad_arity",
+                 "snapshot_bad_kind", "livekit_emit_short_arities"):
+        assert name in raised, (name, outcomes)
 
 
 def test_once_wrapper_made_without_its_constructor_never_crashes(emitter: Any, impl: Any) -> None:
