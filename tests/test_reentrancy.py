@@ -22,17 +22,20 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIOS = os.path.join(HERE, "reentrancy_scenarios.py")
 
-# Long rounds for a release check: LIVEKIT_EVENTS_REENTRANCY_ROUNDS=20000.
-ROUNDS = int(os.environ.get("LIVEKIT_EVENTS_REENTRANCY_ROUNDS", "0") or 0)
+# Longer runs for a release check: LIVEKIT_EVENTS_REENTRANCY_SCALE=10 runs
+# every scenario with ten times its rounds (eq_and_hash's work grows with the
+# square of its rounds: each round's comparisons act on everything before).
+SCALE = float(os.environ.get("LIVEKIT_EVENTS_REENTRANCY_SCALE", "1") or 1)
 
 pytestmark = pytest.mark.thread_unsafe  # subprocesses and GC thresholds
 
 
 def run_scenario(impl: Any, scenario: str, rounds: int, timeout: float = 120) -> Dict[str, Any]:
+    timeout *= max(1.0, SCALE)
     core = impl.core.__name__.rsplit(".", 1)[1]
     try:
         result = subprocess.run(
-            [sys.executable, SCENARIOS, core, scenario, str(ROUNDS or rounds)],
+            [sys.executable, SCENARIOS, core, scenario, str(max(1, int(rounds * SCALE)))],
             capture_output=True,
             text=True,
             timeout=timeout,
