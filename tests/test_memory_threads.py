@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import threading
 import time
@@ -615,6 +616,9 @@ def test_compiled_core_keeps_the_gil_off_on_free_threaded_python(impl: Any) -> N
         capture_output=True,
         text=True,
         timeout=120,
+        # Not the checkout root: `-c` puts the cwd first on sys.path, where the
+        # source tree (no compiled core) would shadow the installed package.
+        cwd=os.path.dirname(os.path.abspath(__file__)),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

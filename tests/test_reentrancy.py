@@ -128,7 +128,11 @@ def test_methods_called_with_a_self_of_the_wrong_type_raise_type_error(impl: Any
         pytest.skip("the pure twin's methods are plain functions: Python can't crash there")
     core = impl.core.__name__.rsplit(".", 1)[1]
     result = subprocess.run(
-        [sys.executable, "-c", _WRONG_SELF, core], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", _WRONG_SELF, core],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=HERE,  # not the checkout root: `-c` puts the cwd first on sys.path
     )
     assert result.returncode == 0, f"exit code {result.returncode}:\n{result.stderr[-3000:]}"
     report = eval(result.stdout)  # a dict literal printed above
