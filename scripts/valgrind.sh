@@ -23,7 +23,9 @@ SUPP="scripts/valgrind-python.supp"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.log
 
-"$PYTHON" -c "import livekit_events._core_c" || {
+# -I: not from the checkout root, whose uncompiled package `-c` would import
+# first (the cwd leads sys.path) instead of the installed one.
+"$PYTHON" -I -c "import livekit_events._core_c" || {
     echo "valgrind.sh: the compiled core is not importable with $PYTHON; build it first" >&2
     exit 2
 }
@@ -55,10 +57,20 @@ rm -f "$OUT/failed-runs"
 # on sys.path), run by $PYTHON so that valgrind traces the interpreter itself.
 PYTEST=("$PYTHON" "$(dirname "$PYTHON")/pytest" -q -p no:cacheprovider -k "compiled or not pure")
 run edges "${PYTEST[@]}" tests/test_edges.py
+# The registry's own paths (index, compaction, once claims, removal during
+# emit, wrappers, copy/pickle, re-entrant __eq__, GC finalizers, threads).
+run registry "$PYTHON" scripts/valgrind_registry_workload.py --scale 300
 if [ -z "${QUICK:-}" ]; then
+    # The re-entrancy scenarios run in subprocesses under pytest (which
+    # valgrind doesn't follow): run them here directly, with fewer rounds.
+    for scenario in "finalizers 300" "unsubscribe_in_del 3000" "eq_and_hash 40" \
+                    "lock_in_finalizer 300"; do
+        set -- $scenario
+        run "reentrancy-$1" "$PYTHON" tests/reentrancy_scenarios.py _core_c "$1" "$2"
+    done
     core_tests=()
     for t in tests/test_emission.py tests/test_registration.py tests/test_removal.py \
-             tests/test_surface.py tests/test_memory_threads.py; do
+             tests/test_surface.py tests/test_memory_threads.py tests/test_registry.py; do
         [ -f "$t" ] && core_tests+=("$t")
     done
     if [ "${#core_tests[@]}" -gt 0 ]; then
