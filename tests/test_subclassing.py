@@ -336,10 +336,13 @@ def _picklable_room_class(EventEmitter: Any) -> Any:
 
         Room.__name__ = Room.__qualname__ = name
         Room.__module__ = __name__
-        globals()[name] = cls = Room
+        # setdefault: with pytest-run-parallel, threads race here, and a class
+        # that isn't the module's attribute can't be pickled.
+        cls = globals().setdefault(name, Room)
     return cls
 
 
+@pytest.mark.thread_unsafe  # module-level handlers and MODULE_CALLS (pickle needs them)
 def test_pickle_round_trips_a_subclass_with_its_state_and_callbacks(EventEmitter: Any) -> None:
     Room = _picklable_room_class(EventEmitter)
     recorder = Recorder()
