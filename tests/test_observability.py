@@ -216,7 +216,8 @@ def test_environment_variable_turns_detection_on_at_import(impl: Any) -> None:
     )
     env = dict(os.environ, LIVEKIT_EVENTS_SLOW_HANDLER_THRESHOLD="0.01")
     result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+        cwd=os.path.dirname(os.path.abspath(__file__)),  # `-c` puts the cwd first on sys.path
     )
     assert result.returncode == 0, result.stderr
     assert "WARNING slow handler for event 'e'" in result.stdout

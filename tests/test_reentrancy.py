@@ -193,7 +193,8 @@ def test_tampered_registry_and_private_helpers_raise_not_crash(impl: Any) -> Non
     if impl.name != "compiled":
         pytest.skip("the pure twin is Python: nothing there can crash the interpreter")
     result = subprocess.run(
-        [sys.executable, "-c", _TAMPERED], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", _TAMPERED], capture_output=True, text=True, timeout=60,
+        cwd=HERE,  # not the checkout root: `-c` puts the cwd first on sys.path
     )
     assert result.returncode == 0, f"exit code {result.returncode}:\n{result.stderr[-3000:]}"
     outcomes = eval(result.stdout)  # a dict literal printed above
