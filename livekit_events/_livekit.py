@@ -391,7 +391,7 @@ def install() -> InstallReport:
     the instances that already exist) dispatch through livekit_events' core.
 
     Works whatever was imported before it (``livekit.agents`` included).
-    Keeps livekit's behaviour except for its listed defects (see the README).
+    Keeps livekit's behaviour except for the defects listed in docs/livekit.md.
     Returns an ``InstallReport``: which livekit, which core, and how each
     class's ``emit`` reaches the core.  Raises ``ImportError`` if livekit is
     not installed and ``LivekitIncompatibleError`` (changing nothing) if its

@@ -10,12 +10,13 @@ Everything here keeps livekit's own rules (livekit 1.2.x,
 ``inspect.signature`` says (so ``__wrapped__`` is followed), a handler gets the
 first k arguments where k counts its positional parameters (``*args``: all),
 failures are logged with ``logger.exception(f"failed to emit event {event}")``
-on livekit's logger, and ``TypeError`` propagates.  The fixes (see the README)
-are: the arity is read once per registration, not per emit; a handler without
-a readable signature (``inspect.signature`` raises ``ValueError``) is called
-with every argument instead of being skipped with an error logged; and a
-registration made by livekit's own ``once`` before ``install()`` is not fired
-again by an outer emit once a nested emit has fired it.
+on livekit's logger, and ``TypeError`` propagates. The fixes (docs/livekit.md,
+"What it fixes") are: the arity is read once per registration, not per emit; a
+handler without a readable signature (``inspect.signature`` raises
+``ValueError``) is called with every argument instead of being skipped with an
+error logged; and a registration made by livekit's own ``once`` before
+``install()`` is not fired again by an outer emit once a nested emit has fired
+it.
 
 No import of ``livekit`` here: livekit is optional, and its logger is looked
 up when a handler fails.

@@ -8,9 +8,9 @@ installs it).  Every behaviour check runs in three modes:
 * ``pure``: after install() with the pure-Python twin.
 
 Expectations differ between ``livekit`` and the installed modes only for the
-defects install() fixes (README): the arity is read once per registration,
-a callable without a readable signature is still called, and a once
-registration never fires twice under a nested emit.
+defects install() fixes (docs/livekit.md, "What it fixes"): the arity is read
+once per registration, a callable without a readable signature is still called,
+and a once registration never fires twice under a nested emit.
 """
 
 from __future__ import annotations
