@@ -70,8 +70,6 @@ from cpython.dict cimport PyDict_SetItem
 from cpython.object cimport PyCFunction, PyMethodDef, PyObject, PyTypeObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int32_t, uint32_t, int64_t
-from libc.string cimport memcpy
-from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
 import copy as _copy
@@ -758,7 +756,8 @@ cdef extern from *:
             h->capacity = 0;
         } else if (h->capacity > 8 && j < h->capacity / 4) {
             int32_t capacity = h->capacity / 2;
-            lke_slot *slots = (lke_slot *)PyMem_Realloc(h->slots, (size_t)capacity * sizeof(lke_slot));
+            lke_slot *slots = (lke_slot *)PyMem_Realloc(
+                h->slots, (size_t)capacity * sizeof(lke_slot));
             if (slots != NULL) {
                 h->slots = slots;
                 h->capacity = capacity;
@@ -918,7 +917,6 @@ cdef extern from *:
 PyType_Ready(&lke_handlers_type)
 
 
-
 # ---------------------------------------------------------------------------
 # Weak registrations and slow-handler timing: C helpers for emit.
 
@@ -1052,7 +1050,8 @@ cdef int _equal(object stored, object key) except -1:
     return PyObject_RichCompareBool(<PyObject *>held, <PyObject *>key, Py_EQ)
 
 
-cdef inline Py_ssize_t _next_candidate(lke_handlers *h, Py_hash_t key_hash, Py_ssize_t *step) noexcept:
+cdef inline Py_ssize_t _next_candidate(lke_handlers *h, Py_hash_t key_hash,
+                                       Py_ssize_t *step) noexcept:
     # The next slot position to look at for `key_hash`, or -1 when there is
     # none left: along the probe chain when the event has an index, else the
     # next slot.  Re-reads everything, so it may follow Python code (rule 3).
