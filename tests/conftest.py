@@ -110,7 +110,16 @@ def emitter(impl: Implementation) -> Any:
     return impl.EventEmitter[str]()
 
 
+# pytest's log capture is one handler per test, shared by the threads that
+# pytest-run-parallel starts: records from four threads land in one list.
+# Every test that reads it runs single-threaded, marked here rather than by hand.
+_SHARED_BETWEEN_THREADS = frozenset({"caplog"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SHARED_BETWEEN_THREADS.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.thread_unsafe(reason="uses caplog"))
     if _compiled_required(config):
         return
     skip = pytest.mark.skip(reason="--no-c-extensions: compiled core not tested")
