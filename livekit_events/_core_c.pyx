@@ -1886,7 +1886,12 @@ cdef extern from *:
            the caller's array must not be written to.  Copied at most once. */
         PyObject *stack[LKE_STACK_ARGS + 1], **offset_argv = NULL;
         int taken, status;
-        int64_t started = 0, elapsed = 0;
+        /* Slow-handler detection reads the clock once per call, not twice: a
+           handler's time runs from the previous call's end (or the walk's
+           start), so it includes this loop's few instructions for the slots
+           between, nanoseconds against a threshold in milliseconds.  A clock
+           read costs 20-50 ns, as much as the call itself. */
+        int64_t started = timed ? lke_now() : 0, elapsed = 0, now;
         for (i = first; i < count; i++) {
     #ifdef Py_GIL_DISABLED
             /* A copy, under the Handlers' critical section, with a reference
@@ -1919,8 +1924,6 @@ cdef extern from *:
     #endif
             passed = slot->accepted < given ? slot->accepted : given;
             callback = slot->callback;
-            if (timed)
-                started = lke_now();
             if (taken == 2) {  /* held weakly: its referent, if alive */
                 if (!lke_call_weak(callback, slot->flags, argv, passed, &result)) {
                     LKE_FT_DECREF(callback);
@@ -1936,8 +1939,11 @@ cdef extern from *:
                 result = lke_vectorcall(callback, offset_argv,
                                         (size_t)passed | PY_VECTORCALL_ARGUMENTS_OFFSET);
             }
-            if (timed)
-                elapsed = lke_now() - started;
+            if (timed) {
+                now = lke_now();
+                elapsed = now - started;
+                started = now;
+            }
             /* Checking the result instead of a try/except per handler keeps
                isolation free when nothing fails. */
             if (result == NULL || (timed && elapsed > lke_slow_ns)) {
@@ -2341,7 +2347,7 @@ def livekit_emit(self, event, *args):
     cdef PyObject *result
     cdef unsigned char kind
     cdef bint timed
-    cdef int64_t started = 0, elapsed
+    cdef int64_t started = 0, elapsed, now
 
     # The snapshot of the handlers, as livekit's list(self._events[event]):
     # on the C stack when they fit, compared with the last emit's as it goes
@@ -2401,10 +2407,10 @@ def livekit_emit(self, event, *args):
             argv = (<PyTupleObject *>args).ob_item
             offset_flag = 0
         timed = lke_slow_ns != 0  # slow-handler detection (off: one test per emit)
+        if timed:
+            started = lke_now()  # then one read per call, as in lke_walk_impl
         for i in range(n):
             kind = snapshot.kinds[i]
-            if timed:
-                started = lke_now()
             if kind == LK_KIND_SLOW:
                 lk_call_slow(event, <object>callbacks[i], args)
             elif kind == LK_KIND_LEGACY_ONCE and not lk_legacy_once_pending(
@@ -2418,9 +2424,12 @@ def livekit_emit(self, event, *args):
                 else:
                     Py_DECREF_ptr(result)
             if timed:
-                elapsed = lke_now() - started
+                now = lke_now()
+                elapsed = now - started
+                started = now
                 if elapsed > lke_slow_ns:
                     report_slow_handler(event, <object>callbacks[i], elapsed)
+                    started = lke_now()  # the report's time is not the next handler's
     finally:
         if keys is None:
             for i in range(n):

@@ -6,6 +6,7 @@ timing only while detection is on.  Every test runs on both cores.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -193,6 +194,63 @@ def test_slow_failing_and_once_handlers_are_still_isolated_and_removed(
     assert got == [1, 2] and emitter.listener_count("e") == 1
     assert len(_slow_records(caplog)) == 1
     assert [r.getMessage() for r in caplog.records if r.exc_info] == ["failed to emit event e"]
+
+
+class _SlowLogHandler(logging.Handler):
+    """A log handler that takes longer than the threshold for every record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def slow_logging() -> Iterator[None]:
+    logger = logging.getLogger("livekit.events")
+    handler = _SlowLogHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _emit_through_slow_reports(emitter: Any, caplog: pytest.LogCaptureFixture) -> List[str]:
+    def fails_fast(value: Any) -> None:
+        raise RuntimeError("boom")
+
+    def fast(value: Any) -> None:
+        pass
+
+    # Each handler's time is its own: a slow report's logging (and, on our
+    # emitters, a failure's), 50 ms each here, is not charged to the next one.
+    for callback in (fails_fast, fast, sleepy, fast, fails_fast, fast):
+        emitter.on("e", functools.partial(callback))  # six distinct handlers
+    with caplog.at_level(logging.WARNING, logger="livekit.events"):
+        emitter.emit("e", 1)
+    return [r.getMessage() for r in _slow_records(caplog)]
+
+
+@pytest.mark.thread_unsafe
+def test_slow_handler_time_excludes_the_reports_before_it(
+    EventEmitter: Any, slow_detection: None, slow_logging: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    (report,) = _emit_through_slow_reports(EventEmitter[str](), caplog)
+    assert "sleepy" in report
+
+
+@pytest.mark.thread_unsafe
+def test_slow_handler_time_excludes_the_reports_before_it_with_install(
+    impl: Any, slow_detection: None, slow_logging: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    rtc = pytest.importorskip("livekit.rtc")
+    from livekit_events import _livekit
+
+    _livekit._install(impl.core)
+    try:
+        (report,) = _emit_through_slow_reports(rtc.EventEmitter(), caplog)
+        assert "sleepy" in report
+    finally:
+        livekit_events.uninstall()
 
 
 @pytest.mark.parametrize("bad", [-1, "0.1", float("nan"), float("inf"), True])
