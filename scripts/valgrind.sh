@@ -70,7 +70,8 @@ if [ -z "${QUICK:-}" ]; then
     done
     core_tests=()
     for t in tests/test_emission.py tests/test_registration.py tests/test_removal.py \
-             tests/test_surface.py tests/test_memory_threads.py tests/test_registry.py; do
+             tests/test_surface.py tests/test_memory_threads.py tests/test_registry.py \
+             tests/test_weak.py tests/test_subclassing.py tests/test_observability.py; do
         [ -f "$t" ] && core_tests+=("$t")
     done
     if [ "${#core_tests[@]}" -gt 0 ]; then

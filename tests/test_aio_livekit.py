@@ -27,6 +27,7 @@ room_pb2 = importlib.import_module("livekit.rtc._proto.room_pb2")
 import livekit_events  # noqa: E402
 from livekit_events import _livekit  # noqa: E402
 from livekit_events.aio import TaskHandlers  # noqa: E402
+from livekit_rooms import unconnected_room  # noqa: E402
 
 pytestmark = pytest.mark.thread_unsafe(reason="install() patches livekit's class process-wide")
 
@@ -113,7 +114,7 @@ def test_a_real_room_runs_async_handlers_in_every_mode(mode: str) -> None:
 
     async def main() -> None:
         gate = asyncio.Event()  # made in the loop (Python 3.9 binds it at creation)
-        room = rtc.Room(loop=asyncio.get_running_loop())
+        room = unconnected_room(asyncio.get_running_loop())
         room._on_room_event(participant_connected("alice"))
         async with TaskHandlers(room, mode="serial") as handlers:
 
@@ -170,7 +171,7 @@ def test_the_relay_signature_is_read_once_under_install(
     monkeypatch.setattr(inspect, "signature", counting)
 
     async def main() -> None:
-        room = rtc.Room(loop=asyncio.get_running_loop())
+        room = unconnected_room(asyncio.get_running_loop())
         async with TaskHandlers(room) as handlers:
 
             @handlers.on("data_received")
@@ -191,7 +192,7 @@ def test_install_while_handlers_are_registered(mode: str) -> None:
     got: List[bytes] = []
 
     async def main() -> None:
-        room = rtc.Room(loop=asyncio.get_running_loop())
+        room = unconnected_room(asyncio.get_running_loop())
         async with TaskHandlers(room, mode="serial") as handlers:
 
             @handlers.on("data_received")

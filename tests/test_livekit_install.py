@@ -48,6 +48,7 @@ pytestmark = pytest.mark.thread_unsafe
 import livekit_events  # noqa: E402
 from livekit_events import _livekit, _livekit_common  # noqa: E402
 from livekit_events import _core_py  # noqa: E402
+from livekit_rooms import unconnected_room  # noqa: E402
 
 LkEmitter = rtc.EventEmitter
 ORIGINAL = {name: LkEmitter.__dict__[name] for name in ("__init__", "emit", "on", "once", "off")}
@@ -89,21 +90,6 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     yield loop
     asyncio.set_event_loop(None)
     loop.close()
-
-
-participant_pb2 = importlib.import_module("livekit.rtc._proto.participant_pb2")
-
-
-def unconnected_room(loop: asyncio.AbstractEventLoop) -> Any:
-    """A real ``livekit.rtc.Room``, not connected, with the local participant
-    a connection would give it (handle 0: nothing on the native side).
-    livekit 1.1.x reads ``Room.local_participant`` for every event that names
-    a participant, and that property raises before a connection."""
-    room = rtc.Room(loop=loop)
-    owned = participant_pb2.OwnedParticipant()
-    owned.info.identity = owned.info.sid = "local"
-    room._local_participant = rtc.LocalParticipant(room._room_queue, owned)
-    return room
 
 
 @pytest.fixture
