@@ -2346,8 +2346,8 @@ def livekit_emit(self, event, *args):
     cdef size_t offset_flag
     cdef PyObject *result
     cdef unsigned char kind
-    cdef bint timed
-    cdef int64_t started = 0, elapsed, now
+    cdef bint timed, failed
+    cdef int64_t started = 0, elapsed = 0, now
 
     # The snapshot of the handlers, as livekit's list(self._events[event]):
     # on the C stack when they fit, compared with the last emit's as it goes
@@ -2411,6 +2411,7 @@ def livekit_emit(self, event, *args):
             started = lke_now()  # then one read per call, as in lke_walk_impl
         for i in range(n):
             kind = snapshot.kinds[i]
+            failed = False
             if kind == LK_KIND_SLOW:
                 lk_call_slow(event, <object>callbacks[i], args)
             elif kind == LK_KIND_LEGACY_ONCE and not lk_legacy_once_pending(
@@ -2420,13 +2421,18 @@ def livekit_emit(self, event, *args):
                 passed = snapshot.accepted[i] if snapshot.accepted[i] < given else given
                 result = PyObject_Vectorcall(callbacks[i], argv, <size_t>passed | offset_flag, NULL)
                 if result is NULL:
-                    _lk_handler_failed(event)
+                    failed = True  # logged below, after its time is read
                 else:
                     Py_DECREF_ptr(result)
             if timed:
-                now = lke_now()
+                now = lke_now()  # (sets no exception: the failure's stays pending)
                 elapsed = now - started
                 started = now
+            if failed:
+                _lk_handler_failed(event)
+                if timed:
+                    started = lke_now()  # the log's time is not the next handler's
+            if timed:
                 if elapsed > lke_slow_ns:
                     report_slow_handler(event, <object>callbacks[i], elapsed)
                     started = lke_now()  # the report's time is not the next handler's

@@ -948,9 +948,13 @@ def livekit_emit(self: Any, event: Any, *args: Any) -> None:
         clock = time.perf_counter_ns
         started = clock()
         for callback, limit, kind in zip(keys, snapshot.limits, snapshot.kinds):
-            _lk_call(self, event, callback, args, limit, kind)
+            failure = _lk_call(self, event, callback, args, limit, kind)
             now = clock()
             elapsed, started = now - started, now
+            if failure is not None:
+                lk_log_failure(event, failure)
+                failure = None
+                started = clock()  # the log's time is not the next handler's
             if elapsed > _slow_ns:
                 report_slow_handler(event, callback, elapsed)
                 started = clock()
@@ -965,21 +969,26 @@ def livekit_emit(self: Any, event: Any, *args: Any) -> None:
                 lk_log_failure(event, exc)
         return
     for callback, limit, kind in zip(keys, snapshot.limits, snapshot.kinds):
-        _lk_call(self, event, callback, args, limit, kind)
+        failure = _lk_call(self, event, callback, args, limit, kind)
+        if failure is not None:
+            lk_log_failure(event, failure)
+            failure = None
 
 
 def _lk_call(
     self: Any, event: Any, callback: Any, args: Tuple[Any, ...], limit: Optional[int], kind: int
-) -> None:
-    # One handler's turn in livekit_emit.
+) -> Optional[Exception]:
+    # One handler's turn in livekit_emit: the exception to log if it failed
+    # (logged by the caller, after the handler's time is read).
     if kind == LK_SLOW:
         lk_call_slow(event, callback, args)
-        return
+        return None
     if kind == LK_LEGACY_ONCE and not lk_legacy_once_pending(self, event, callback):
-        return
+        return None
     try:
         callback(*args[:limit])
     except TypeError:
         raise
     except Exception as exc:
-        lk_log_failure(event, exc)
+        return exc
+    return None
