@@ -6,8 +6,8 @@
 # definitely-lost blocks, in total and attributable to the extension (an
 # error whose stack mentions _core_c).
 #
-#   bash scripts/valgrind.sh            # about 10 minutes on a 2-core box
-#   QUICK=1 bash scripts/valgrind.sh    # the edge tests only (a few minutes)
+#   bash scripts/valgrind.sh            # about 15 minutes on a 2-core box
+#   QUICK=1 bash scripts/valgrind.sh    # the edge tests and the registry workload (a few minutes)
 #
 # Builds nothing: it uses the interpreter in $PYTHON (default .venv/bin/python)
 # with livekit_events (compiled core) installed or built in place.  Logs go to
