@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
 logger = logging.getLogger("livekit.events")
 
@@ -57,30 +57,36 @@ _POSITIONAL = (
 )
 
 
-def _is_async_callable(callback: Any) -> bool:
-    """True for coroutine or async-generator functions, also when wrapped in
-    ``functools.partial``, bound as methods, or reached through ``__call__``."""
-    seen = 0
-    while seen < 16:  # partial(partial(obj.method)) and similar chains
-        seen += 1
-        if inspect.iscoroutinefunction(callback) or inspect.isasyncgenfunction(callback):
-            return True
-        if (
-            _ASYNCIO_COROUTINE_MARKER is not None
-            and getattr(callback, "_is_coroutine", None) is _ASYNCIO_COROUTINE_MARKER
-        ):
-            return True
+def _callable_layers(callback: Any) -> Iterator[Any]:
+    """``callback``, then what it wraps: a ``functools.partial``'s function, a
+    bound method's function, a callable object's Python-level ``__call__``
+    (at most 16 layers: ``partial(partial(obj.method))`` and similar)."""
+    for _ in range(16):
+        yield callback
         if isinstance(callback, functools.partial):
             callback = callback.func
         elif inspect.ismethod(callback):
             callback = callback.__func__
         elif inspect.isroutine(callback) or isinstance(callback, type):
-            return False
+            return
         else:
             call = getattr(cast("type[object]", type(callback)), "__call__", None)
             if not (inspect.isfunction(call) or inspect.ismethod(call)):
-                return False  # a C-level __call__ (builtins, method-wrappers)
+                return  # a C-level __call__ (builtins, method-wrappers)
             callback = call
+
+
+def _is_async_callable(callback: Any) -> bool:
+    """True for coroutine or async-generator functions, also when wrapped in
+    ``functools.partial``, bound as methods, or reached through ``__call__``."""
+    for layer in _callable_layers(callback):
+        if inspect.iscoroutinefunction(layer) or inspect.isasyncgenfunction(layer):
+            return True
+        if (
+            _ASYNCIO_COROUTINE_MARKER is not None
+            and getattr(layer, "_is_coroutine", None) is _ASYNCIO_COROUTINE_MARKER
+        ):
+            return True
     return False
 
 

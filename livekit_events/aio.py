@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import inspect
 import math
 import numbers
@@ -68,12 +67,12 @@ from typing import (
     Tuple,
     TypeVar,
     Union,
-    cast,
     overload,
 )
 
 from ._common import (
     ALL_ARGUMENTS,
+    _callable_layers,  # pyright: ignore[reportPrivateUsage]
     _is_async_callable,  # pyright: ignore[reportPrivateUsage]
     arity_error,
     describe_callback,
@@ -772,20 +771,7 @@ def _is_async_generator_function(callback: Any) -> bool:
     """An async generator function, also behind ``partial``, a bound method or
     ``__call__`` (``_is_async_callable`` accepts those too, but they can't be
     awaited)."""
-    for _ in range(16):
-        if inspect.isasyncgenfunction(callback):
-            return True
-        if isinstance(callback, functools.partial):
-            callback = callback.func
-        elif inspect.ismethod(callback):
-            callback = callback.__func__
-        elif inspect.isroutine(callback) or isinstance(callback, type):
-            return False
-        else:
-            callback = getattr(cast("type[object]", type(callback)), "__call__", None)
-            if callback is None:
-                return False
-    return False
+    return any(inspect.isasyncgenfunction(layer) for layer in _callable_layers(callback))
 
 
 def _describe(callback: object) -> str:
