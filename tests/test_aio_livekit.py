@@ -10,7 +10,6 @@ these tests can't run in several threads at once.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import importlib
 import inspect
 import logging
@@ -22,12 +21,16 @@ rtc = pytest.importorskip(
     "livekit.rtc",
     reason="the livekit package is not installed (it is in the `test` extra)",
 )
-room_pb2 = importlib.import_module("livekit.rtc._proto.room_pb2")
 
 import livekit_events  # noqa: E402
 from livekit_events import _livekit  # noqa: E402
 from livekit_events.aio import TaskHandlers  # noqa: E402
-from livekit_rooms import unconnected_room  # noqa: E402
+from livekit_rooms import (  # noqa: E402
+    active_speakers,
+    data_packet,
+    participant_connected,
+    unconnected_room,
+)
 
 pytestmark = pytest.mark.thread_unsafe(reason="install() patches livekit's class process-wide")
 
@@ -75,38 +78,6 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 async def settle(rounds: int = 5) -> None:
     for _ in range(rounds):
         await asyncio.sleep(0)
-
-
-# livekit's protobuf RoomEvents, fed to Room._on_room_event (what its FFI
-# listener calls for each event).
-
-_buffers: List[Any] = []  # keep the bytes a data packet points to alive
-
-
-def participant_connected(identity: str) -> Any:
-    ev = room_pb2.RoomEvent()
-    ev.participant_connected.info.info.identity = identity
-    ev.participant_connected.info.info.sid = f"PA_{identity}"
-    return ev
-
-
-def data_packet(identity: str, payload: bytes) -> Any:
-    buffer = ctypes.create_string_buffer(payload, len(payload))
-    _buffers.append(buffer)
-    ev = room_pb2.RoomEvent()
-    packet = ev.data_packet_received
-    packet.participant_identity = identity
-    packet.kind = room_pb2.KIND_RELIABLE
-    packet.user.topic = "chat"
-    packet.user.data.data.data_ptr = ctypes.addressof(buffer)
-    packet.user.data.data.data_len = len(payload)
-    return ev
-
-
-def active_speakers(*identities: str) -> Any:
-    ev = room_pb2.RoomEvent()
-    ev.active_speakers_changed.participant_identities.extend(identities)
-    return ev
 
 
 def test_a_real_room_runs_async_handlers_in_every_mode(mode: str) -> None:

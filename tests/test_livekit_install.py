@@ -16,7 +16,6 @@ and a once registration never fires twice under a nested emit.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import gc
 import importlib
@@ -37,7 +36,6 @@ rtc = pytest.importorskip(
     reason="the livekit package is not installed (it is in the `test` extra: "
     "pip install 'livekit-events[test]'); .ci/run installs it",
 )
-room_pb2 = importlib.import_module("livekit.rtc._proto.room_pb2")
 ffi_pb2 = importlib.import_module("livekit.rtc._proto.ffi_pb2")
 event_emitter_module = importlib.import_module("livekit.rtc.event_emitter")
 
@@ -48,7 +46,18 @@ pytestmark = pytest.mark.thread_unsafe
 import livekit_events  # noqa: E402
 from livekit_events import _livekit, _livekit_common  # noqa: E402
 from livekit_events import _core_py  # noqa: E402
-from livekit_rooms import unconnected_room  # noqa: E402
+from livekit_rooms import (  # noqa: E402
+    feed,
+    participant_connected,
+    active_speakers,
+    connection_quality,
+    transcription,
+    data_packet,
+    participant_name,
+    room_metadata,
+    reconnecting,
+    unconnected_room,
+)
 
 LkEmitter = rtc.EventEmitter
 ORIGINAL = {name: LkEmitter.__dict__[name] for name in ("__init__", "emit", "on", "once", "off")}
@@ -118,75 +127,6 @@ def failures(caplog: pytest.LogCaptureFixture) -> List[logging.LogRecord]:
 # --------------------------------------------------------------------------
 # Room events, built with livekit's own protobuf classes, fed to the method
 # that handles what its FFI layer receives.
-
-
-def feed(room: Any, event: Any) -> None:
-    room._on_room_event(event)
-
-
-def participant_connected(identity: str) -> Any:
-    ev = room_pb2.RoomEvent()
-    ev.participant_connected.info.info.identity = identity
-    ev.participant_connected.info.info.sid = f"PA_{identity}"
-    ev.participant_connected.info.info.name = identity.title()
-    return ev
-
-
-def active_speakers(*identities: str) -> Any:
-    ev = room_pb2.RoomEvent()
-    ev.active_speakers_changed.participant_identities.extend(identities)
-    return ev
-
-
-def connection_quality(identity: str) -> Any:
-    ev = room_pb2.RoomEvent()
-    ev.connection_quality_changed.participant_identity = identity
-    ev.connection_quality_changed.quality = room_pb2.QUALITY_EXCELLENT
-    return ev
-
-
-def transcription(identity: str, *texts: str) -> Any:
-    ev = room_pb2.RoomEvent()
-    ev.transcription_received.participant_identity = identity
-    for i, text in enumerate(texts):
-        segment = ev.transcription_received.segments.add()
-        segment.id, segment.text, segment.final = f"s{i}", text, True
-    return ev
-
-
-_buffers: List[Any] = []  # keep the bytes a data packet points to alive
-
-
-def data_packet(identity: str, payload: bytes, topic: str = "chat") -> Any:
-    buffer = ctypes.create_string_buffer(payload, len(payload))
-    _buffers.append(buffer)
-    ev = room_pb2.RoomEvent()
-    packet = ev.data_packet_received
-    packet.participant_identity = identity
-    packet.kind = room_pb2.KIND_RELIABLE
-    packet.user.topic = topic
-    packet.user.data.data.data_ptr = ctypes.addressof(buffer)
-    packet.user.data.data.data_len = len(payload)
-    return ev  # handle id 0: nothing to release on the native side
-
-
-def participant_name(identity: str, name: str) -> Any:
-    ev = room_pb2.RoomEvent()
-    ev.participant_name_changed.participant_identity = identity
-    ev.participant_name_changed.name = name
-    return ev
-
-
-def room_metadata(metadata: str) -> Any:
-    ev = room_pb2.RoomEvent()
-    ev.room_metadata_changed.metadata = metadata
-    return ev
-
-
-def reconnecting() -> Any:
-    ev = room_pb2.RoomEvent()
-    ev.reconnecting.SetInParent()
-    return ev
 
 
 # --------------------------------------------------------------------------
