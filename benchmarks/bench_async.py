@@ -42,13 +42,13 @@ import argparse
 import asyncio
 import gc
 import json
-import os
-import platform
 import random
 import statistics
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import harness  # benchmarks/, this script's directory
 
 VARIANTS = ("create_task", "create_task+ref", "concurrent", "serial", "latest")
 SHAPES = ("burst", "paced")
@@ -207,23 +207,6 @@ def run(
     return results
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        load = f", load average {os.getloadavg()[0]:.2f}"
-    except OSError:
-        load = ""
-    return f"{cpu}, {os.cpu_count()} cores{load}; {platform.python_implementation()} {sys.version.split()[0]}"
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--emits", type=int, default=1000, help="emits per burst batch")
@@ -233,7 +216,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     emitters = [e for e in args.emitters.split(",") if e] or None
-    print(f"# {machine()}", flush=True)
+    print(f"# {harness.describe_machine(harness.machine_info())}", flush=True)
     results = run(args.emits, args.rounds, emitters, args.paced_emits)
     if args.json:
         print(json.dumps(results, indent=1))

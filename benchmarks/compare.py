@@ -32,11 +32,9 @@ the sizes above N (a quick run stops at 1,000 unless told otherwise).
 from __future__ import annotations
 
 import argparse
-import datetime
 import fnmatch
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -67,49 +65,6 @@ LABELS = {
     "pyee": "pyee",
     "blinker": "blinker",
 }
-
-
-# -- machine ------------------------------------------------------------------------
-
-
-def machine_info() -> Dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    info: Dict[str, Any] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "python": sys.version.split()[0],
-        "python_full": sys.version.replace("\n", " "),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-    try:
-        info["loadavg_start"] = os.getloadavg()
-    except OSError:
-        pass
-    return info
-
-
-def describe_machine(info: Dict[str, Any]) -> str:
-    load = info.get("loadavg_start")
-    load_text = f", load average {load[0]:.2f} at start" if load else ""
-    return (
-        f"{info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable){load_text}; "
-        f"{info['implementation']} {info['python']} on {info['platform']}"
-    )
 
 
 # -- measuring -----------------------------------------------------------------------
@@ -709,7 +664,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     batch_ns = (args.batch_ms or (0.5 if args.quick else 1.0)) * 1e6
 
     started = time.perf_counter()
-    machine = machine_info()
+    machine = harness.machine_info()
     floor = build_floor.ensure_floor()
     adapters = implementations.ADAPTERS()
     import livekit_events
@@ -720,7 +675,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     extra = scenarios.load_extra_scenarios()
 
     print(f"# livekit_events benchmark ({'quick' if args.quick else 'full'} run)\n")
-    print(f"Machine: {describe_machine(machine)}")
+    print(f"Machine: {harness.describe_machine(machine)}")
     print(
         f"livekit_events {livekit_events.__version__}, implementation {livekit_events.IMPLEMENTATION}, from {os.path.dirname(livekit_events.__file__)}"
     )
@@ -834,7 +789,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     report = "\n".join(
         [
-            f"Machine: {describe_machine(machine)}.  ",
+            f"Machine: {harness.describe_machine(machine)}.  ",
             f"Run: `{command}`, {machine['date']}, {rounds} interleaved rounds per scenario "
             f"(batches of ~{batch_ns / 1e6:g} ms){scaling_note}; each figure is the best round.",
             *([cap_note] if cap_note else []),

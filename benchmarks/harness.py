@@ -14,8 +14,11 @@ the timer.
 
 from __future__ import annotations
 
+import datetime
 import gc
 import itertools
+import os
+import platform
 import sys
 import textwrap
 import time
@@ -131,3 +134,46 @@ class gc_paused:
     def __exit__(self, *exc: Any) -> None:
         if self.was_enabled:
             gc.enable()
+
+
+# -- the machine a run is on -------------------------------------------------------
+
+
+def machine_info() -> Dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    info: Dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "python": sys.version.split()[0],
+        "python_full": sys.version.replace("\n", " "),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    try:
+        info["loadavg_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def describe_machine(info: Dict[str, Any]) -> str:
+    load = info.get("loadavg_start")
+    load_text = f", load average {load[0]:.2f} at start" if load else ""
+    return (
+        f"{info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable){load_text}; "
+        f"{info['implementation']} {info['python']} on {info['platform']}"
+    )
