@@ -101,6 +101,30 @@ def test_the_warning_can_be_an_error_without_losing_the_registration(EventEmitte
     assert emitter.listeners("e") == [print, repr]
 
 
+
+@pytest.mark.thread_unsafe  # warnings.showwarning is process-wide
+def test_code_run_by_the_warning_may_change_the_same_event(EventEmitter: Any) -> None:
+    # The warning is Python code run by on(): it comes after on()'s change, so
+    # what it does to the same event is neither lost nor undone.
+    emitter = EventEmitter[str]()
+    emitter.set_max_listeners(2)
+    first, second, third, added = (lambda: 1), (lambda: 2), (lambda: 3), (lambda: 4)
+    emitter.on("e", first)
+    emitter.on("e", second)
+
+    def reenter(*args: Any, **kwargs: Any) -> None:
+        emitter.off("e", first)
+        emitter.on("e", added)
+        emitter.on("e", third)  # already there: changes nothing
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = reenter
+        emitter.on("e", third)
+    assert emitter.listeners("e") == [second, third, added]
+    emitter.emit("e")
+
+
 # -- slow-handler detection ------------------------------------------------------------
 
 
@@ -253,6 +277,64 @@ def test_slow_handler_time_excludes_the_reports_before_it_with_install(
         assert "sleepy" in report
     finally:
         livekit_events.uninstall()
+
+
+class _ReenteringLogHandler(logging.Handler):
+    """Changes the emitter from inside a log record of its own emit."""
+
+    def __init__(self, change: Any) -> None:
+        super().__init__()
+        self.change = change
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.change()
+
+
+@pytest.mark.thread_unsafe  # the threshold and the logger are process-wide
+@pytest.mark.parametrize("record", ["failure", "slow report"])
+def test_a_log_handler_may_change_the_emitter_during_its_emit(
+    EventEmitter: Any, slow_detection: None, record: str
+) -> None:
+    # A failure's log record and a slow report are Python code run in the
+    # middle of emit; what they do follows the usual rules (a handler removed
+    # before its turn isn't called, one added during the emit waits).
+    emitter = EventEmitter[str]()
+    calls: List[str] = []
+
+    def first(value: Any) -> None:
+        calls.append("first")
+        if record == "failure":
+            raise RuntimeError("boom")
+        time.sleep(0.05)
+
+    def second(value: Any) -> None:
+        calls.append("second")
+
+    def third(value: Any) -> None:
+        calls.append("third")
+
+    def added(value: Any) -> None:
+        calls.append("added")
+
+    def change() -> None:
+        if emitter.listener_count("e") == 3:
+            emitter.off("e", third)
+            emitter.on("e", added)
+            emitter.emit("other", 1)
+
+    for callback in (first, second, third):
+        emitter.on("e", callback)
+    logger = logging.getLogger("livekit.events")
+    handler = _ReenteringLogHandler(change)
+    logger.addHandler(handler)
+    try:
+        emitter.emit("e", 1)
+    finally:
+        logger.removeHandler(handler)
+    assert calls == ["first", "second"]
+    assert emitter.listeners("e") == [first, second, added]
+    emitter.emit("e", 2)
+    assert calls[2:] == ["first", "second", "added"]
 
 
 @pytest.mark.parametrize("bad", [-1, "0.1", float("nan"), float("inf"), True])
