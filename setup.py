@@ -94,7 +94,14 @@ def extensions():
         directives["linetrace"] = True
         macros.append(("CYTHON_TRACE_NOGIL", "1"))
     return cythonize(
-        [Extension("livekit_events._core_c", ["livekit_events/_core_c.pyx"], define_macros=macros)],
+        [
+            Extension(
+                "livekit_events._core_c",
+                ["livekit_events/_core_c.pyx"],
+                depends=["livekit_events/_registry.h"],
+                define_macros=macros,
+            )
+        ],
         compiler_directives=directives,
     )
 

@@ -405,469 +405,10 @@ cdef extern from *:
 
 
 # ---------------------------------------------------------------------------
-# The registry storage: one `Handlers` per event (read the rules at the top).
+# The registry storage: one `Handlers` per event, in _registry.h (read the
+# rules at the top of this file and the header's own comment).
 
-cdef extern from *:
-    """
-    #include <stdint.h>
-
-    #ifdef Py_GIL_DISABLED
-    #define LKE_FT_INCREF(o) Py_INCREF(o)
-    #define LKE_FT_DECREF(o) Py_DECREF(o)
-    #else
-    #define LKE_FT_INCREF(o) ((void)0)
-    #define LKE_FT_DECREF(o) ((void)0)
-    #endif
-
-    /* Slot flags. */
-    #define LKE_DEAD 0x01u     /* removed: emits skip it; compaction drops it */
-    #define LKE_ONCE 0x02u     /* a once registration: the emit that claims it calls it */
-    #define LKE_WRAPPER 0x04u  /* a OnceWrapper (once through a subclass's on): its key
-                                  is the wrapped callback, for off(callback) */
-    #define LKE_METHOD 0x08u   /* a bound method: called with a spare slot in front */
-    #define LKE_WEAK 0x10u     /* held weakly: the slot holds a weak reference to the
-                                  callable, or (with LKE_METHOD) a tuple (weak
-                                  reference to __self__, __func__) */
-    #define LKE_SPECIAL (LKE_DEAD | LKE_ONCE | LKE_WEAK)
-
-    #define LKE_ALL INT32_MAX  /* accepted: every argument */
-    /* Up to this many live registrations an event has no index: lookups scan
-       (dead slots are compacted before they outnumber max(live, this)). */
-    #define LKE_SMALL 8
-
-    typedef struct {
-        PyObject *callback;  /* strong; NULL once released (the slot is then dead) */
-        Py_hash_t hash;      /* the key's hash: the callback's, or the wrapped one's */
-        int32_t accepted;    /* how many leading arguments it gets (LKE_ALL: all) */
-        int32_t required;    /* how many it needs */
-        /* emit's one test per handler: `required` for a plain live slot,
-           LKE_ALL for a special one (dead, once, weak), so that
-           `given < gate` sends both the arity error and the special slots
-           off the fast path. */
-        int32_t gate;
-        uint32_t flags;
-    } lke_slot;
-
-    #define LKE_GATE(flags, required) \
-        (((flags) & LKE_SPECIAL) ? LKE_ALL : (required))
-
-    /* An index entry: a slot position (or EMPTY, DUMMY) and bits of its key's
-       hash, so that a probe reads the slot only when they match (at 100k
-       handlers, each slot read is a cache miss). */
-    typedef struct {
-        int32_t pos;
-        uint32_t tag;
-    } lke_entry;
-
-    #define LKE_TAG(hash) ((uint32_t)((uint64_t)(hash) >> 32) ^ (uint32_t)(hash))
-
-    typedef struct {
-        PyObject_HEAD
-        lke_slot *slots;      /* [first, count): in call order, dead ones included */
-        lke_entry *index;     /* NULL, or index_mask + 1 entries */
-        uint32_t index_mask;
-        uint32_t index_fill;  /* index entries that are not EMPTY */
-        int32_t first, count, capacity, live, dead;  /* (dead: in [first, count)) */
-        int32_t unreleased;   /* dead slots still holding their callback */
-        int32_t walkers;      /* emits (and listeners calls) walking the slots */
-        int32_t lookups;      /* lookups comparing keys (running Python code) */
-        int32_t warned;       /* the listener-leak warning was given */
-        size_t layout;        /* bumped when slots move or the index is remade */
-        int64_t since;        /* when it last got a live slot while it had none */
-    } lke_handlers;
-
-    static PyTypeObject lke_handlers_type;
-    static int64_t lke_since_counter = 0;
-
-    static int lke_handlers_traverse(lke_handlers *h, visitproc visit, void *arg) {
-        for (int32_t i = 0; i < h->count; i++)
-            Py_VISIT(h->slots[i].callback);
-        return 0;
-    }
-
-    static int lke_handlers_clear(lke_handlers *h) {
-        /* Empty first, release after: a finalizer run by a release sees an
-           empty, consistent object. */
-        lke_slot *slots = h->slots;
-        int32_t count = h->count;
-        h->slots = NULL;
-        PyMem_Free(h->index);
-        h->index = NULL;
-        h->index_mask = 0;
-        h->index_fill = 0;
-        h->first = h->count = h->capacity = h->live = h->dead = h->unreleased = 0;
-        h->layout++;
-        for (int32_t i = 0; i < count; i++)
-            Py_XDECREF(slots[i].callback);
-        PyMem_Free(slots);
-        return 0;
-    }
-
-    static void lke_handlers_dealloc(lke_handlers *h) {
-        PyObject_GC_UnTrack(h);
-        lke_handlers_clear(h);
-        PyObject_GC_Del(h);
-    }
-
-    static PyTypeObject lke_handlers_type = {
-        PyVarObject_HEAD_INIT(NULL, 0)
-        .tp_name = "livekit_events._core_c.Handlers",
-        .tp_basicsize = sizeof(lke_handlers),
-        .tp_dealloc = (destructor)lke_handlers_dealloc,
-        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-        .tp_doc = "The registrations of one event (internal).",
-        .tp_traverse = (traverseproc)lke_handlers_traverse,
-        .tp_clear = (inquiry)lke_handlers_clear,
-    };
-
-    static PyObject *lke_handlers_new(void) {
-        lke_handlers *h = PyObject_GC_New(lke_handlers, &lke_handlers_type);
-        if (h == NULL)
-            return NULL;
-        h->slots = NULL;
-        h->index = NULL;
-        h->index_mask = 0;
-        h->index_fill = 0;
-        h->first = h->count = h->capacity = h->live = h->dead = h->unreleased = h->walkers = 0;
-        h->lookups = 0;
-        h->warned = 0;
-        h->layout = 0;
-        h->since = 0;
-        PyObject_GC_Track(h);
-        return (PyObject *)h;
-    }
-
-    /* -- the index: positions of live slots, open addressing, linear probing.
-       As in CPython's dicts, a removal leaves DUMMY (probes go on past it).
-       An insertion takes the first EMPTY place while a lookup is comparing
-       keys (`lookups`), so that no entry lands where a lookup has already
-       passed (rule 3); otherwise it may reuse a DUMMY, which keeps steady
-       churn from filling the table. -- */
-
-    #define LKE_EMPTY (-1)
-    #define LKE_DUMMY (-2)
-
-    static CYTHON_INLINE uint32_t lke_home(lke_handlers *h, Py_hash_t hash) {
-        /* Fibonacci hashing: spreads id-like hashes (functions, methods). */
-        return (uint32_t)(((uint64_t)hash * 0x9E3779B97F4A7C15ull) >> 32) & h->index_mask;
-    }
-
-    static void lke_index_put(lke_handlers *h, int32_t pos) {
-        uint32_t i = lke_home(h, h->slots[pos].hash);
-        int32_t free_below = h->lookups ? LKE_DUMMY + 1 : LKE_DUMMY;  /* EMPTY, or DUMMY too */
-        while (h->index[i].pos >= 0 || h->index[i].pos < free_below)
-            i = (i + 1) & h->index_mask;
-        if (h->index[i].pos == LKE_EMPTY)
-            h->index_fill++;
-        h->index[i].pos = pos;
-        h->index[i].tag = LKE_TAG(h->slots[pos].hash);
-    }
-
-    static void lke_index_remove(lke_handlers *h, int32_t pos) {
-        uint32_t i = lke_home(h, h->slots[pos].hash);
-        for (uint32_t n = 0; n <= h->index_mask; n++) {
-            if (h->index[i].pos == pos) {
-                h->index[i].pos = LKE_DUMMY;
-                return;
-            }
-            if (h->index[i].pos == LKE_EMPTY)
-                return;  /* not indexed (cannot happen; harmless) */
-            i = (i + 1) & h->index_mask;
-        }
-    }
-
-    /* (Re)makes the index for the live slots, or drops it for a small event.
-       On allocation failure the event simply has no index (lookups scan). */
-    static void lke_index_rebuild(lke_handlers *h) {
-        uint32_t size = 16;
-        PyMem_Free(h->index);
-        h->index = NULL;
-        h->index_mask = 0;
-        h->index_fill = 0;
-        h->layout++;
-        if (h->live <= LKE_SMALL)
-            return;
-        while (size < (uint32_t)h->live * 3u && size < (1u << 28))
-            size <<= 1;
-        h->index = (lke_entry *)PyMem_Malloc(size * sizeof(lke_entry));
-        if (h->index == NULL)
-            return;
-        memset(h->index, 0xff, size * sizeof(lke_entry));  /* all LKE_EMPTY */
-        h->index_mask = size - 1;
-        for (int32_t i = h->first; i < h->count; i++)
-            if (!(h->slots[i].flags & LKE_DEAD))
-                lke_index_put(h, i);
-    }
-
-    /* -- commits: C only, no Python code (read the rules) -- */
-
-    /* Appends a live slot holding a new reference to `callback`.  0, or -1
-       with MemoryError set and nothing changed. */
-    static int lke_append(lke_handlers *h, PyObject *callback, Py_hash_t hash,
-                          int32_t accepted, int32_t required, uint32_t flags) {
-        if (h->count == h->capacity) {
-            int32_t capacity = h->capacity ? h->capacity * 2 : 1;
-            lke_slot *slots;
-            if (h->capacity >= (1 << 29)) {
-                PyErr_SetString(PyExc_OverflowError, "too many handlers for one event");
-                return -1;
-            }
-            slots = (lke_slot *)PyMem_Realloc(h->slots, (size_t)capacity * sizeof(lke_slot));
-            if (slots == NULL) {
-                PyErr_NoMemory();
-                return -1;
-            }
-            h->slots = slots;
-            h->capacity = capacity;
-        }
-        lke_slot *slot = &h->slots[h->count];
-        Py_INCREF(callback);
-        slot->callback = callback;
-        slot->hash = hash;
-        slot->accepted = accepted;
-        slot->required = required;
-        slot->flags = flags;
-        slot->gate = LKE_GATE(flags, required);
-        if (h->live == 0) {
-    #ifdef Py_GIL_DISABLED
-            h->since = _Py_atomic_add_int64(&lke_since_counter, 1) + 1;
-    #else
-            h->since = ++lke_since_counter;
-    #endif
-        }
-        h->count++;
-        h->live++;
-        /* At most half full (DUMMY entries included), so probes stay short;
-           else a bigger or cleaner one, or none for a small event again. */
-        if (h->index != NULL) {
-            if ((h->index_fill + 1u) * 2u <= h->index_mask + 1u)
-                lke_index_put(h, h->count - 1);
-            else
-                lke_index_rebuild(h);
-        } else if (h->live > LKE_SMALL) {
-            lke_index_rebuild(h);  /* the first index */
-        }
-        return 0;
-    }
-
-    /* Flags slot `pos` dead (it must be live). */
-    static void lke_kill(lke_handlers *h, int32_t pos) {
-        if (h->index != NULL)
-            lke_index_remove(h, pos);
-        h->slots[pos].flags |= LKE_DEAD;
-        h->slots[pos].gate = LKE_ALL;
-        h->dead++;
-        if (--h->live == 0)
-            h->warned = 0;  /* warned again if it leaks again */
-    }
-
-    /* References a commit dropped, released after it (rule 4). */
-    typedef struct {
-        PyObject *small[4];
-        PyObject **items;
-        Py_ssize_t n, capacity;
-    } lke_release;
-
-    static CYTHON_INLINE void lke_release_init(lke_release *r) {
-        r->items = r->small;
-        r->n = 0;
-        r->capacity = 4;
-    }
-
-    /* Reserves room for `more` references; -1 (no exception set) if it can't. */
-    static int lke_release_reserve(lke_release *r, Py_ssize_t more) {
-        Py_ssize_t want = r->n + more;
-        PyObject **items;
-        if (want <= r->capacity)
-            return 0;
-        if (r->items == r->small) {
-            items = (PyObject **)PyMem_Malloc((size_t)want * sizeof(PyObject *));
-            if (items != NULL)
-                memcpy(items, r->small, (size_t)r->n * sizeof(PyObject *));
-        } else {
-            items = (PyObject **)PyMem_Realloc(r->items, (size_t)want * sizeof(PyObject *));
-        }
-        if (items == NULL)
-            return -1;
-        r->items = items;
-        r->capacity = want;
-        return 0;
-    }
-
-    /* Drops the references: Python code (finalizers) may run here. */
-    static void lke_release_all(lke_release *r) {
-        PyObject **items = r->items;
-        Py_ssize_t n = r->n;
-        r->items = r->small;
-        r->n = 0;
-        r->capacity = 4;
-        for (Py_ssize_t i = 0; i < n; i++)
-            Py_DECREF(items[i]);
-        if (items != r->small)
-            PyMem_Free(items);
-    }
-
-    /* A removed slot's callback: released now if no walk is in progress
-       (into `r`), else kept until the last walker compacts. */
-    static void lke_retire(lke_handlers *h, int32_t pos, lke_release *r) {
-        lke_slot *slot = &h->slots[pos];
-        if (h->walkers == 0 && slot->callback != NULL && lke_release_reserve(r, 1) == 0) {
-            r->items[r->n++] = slot->callback;
-            slot->callback = NULL;
-        } else if (slot->callback != NULL) {
-            h->unreleased++;
-        }
-    }
-
-    /* Drops dead slots (no walk may be in progress), releasing their
-       callbacks into `r`.  Leaves everything as it was if `r` can't grow.
-       The index keeps its entries, each moved to its slot's new position
-       (a pass over the table in order, instead of re-inserting every slot
-       at random: at 100k handlers that is most of the cost). */
-    static void lke_compact(lke_handlers *h, lke_release *r) {
-        int32_t i, j = 0, *moved = NULL;
-        if (h->walkers != 0 || h->lookups != 0 || h->dead == 0)
-            return;  /* slots must not move under a walk or a lookup (rules 3, 5) */
-        if (lke_release_reserve(r, h->unreleased) < 0)
-            return;
-        if (h->index != NULL && h->live > LKE_SMALL && h->index_mask + 1u <= 8u * (uint32_t)h->live)
-            moved = (int32_t *)PyMem_Malloc((size_t)h->count * sizeof(int32_t));
-        for (i = h->first; i < h->count; i++) {
-            lke_slot *slot = &h->slots[i];
-            if (slot->flags & LKE_DEAD) {
-                if (slot->callback != NULL)
-                    r->items[r->n++] = slot->callback;
-                continue;
-            }
-            if (moved != NULL)
-                moved[i] = j;
-            if (i != j)
-                h->slots[j] = *slot;
-            j++;
-        }
-        h->count = j;
-        h->first = 0;
-        h->dead = 0;
-        h->unreleased = 0;
-        h->layout++;
-        if (j == 0) {
-            PyMem_Free(h->slots);
-            h->slots = NULL;
-            h->capacity = 0;
-        } else if (h->capacity > 8 && j < h->capacity / 4) {
-            int32_t capacity = h->capacity / 2;
-            lke_slot *slots = (lke_slot *)PyMem_Realloc(
-                h->slots, (size_t)capacity * sizeof(lke_slot));
-            if (slots != NULL) {
-                h->slots = slots;
-                h->capacity = capacity;
-            }
-        }
-        if (moved == NULL) {
-            lke_index_rebuild(h);  /* none, a new one, or a smaller one */
-            return;
-        }
-        for (uint32_t k = 0; k <= h->index_mask; k++)
-            if (h->index[k].pos >= 0)
-                h->index[k].pos = moved[h->index[k].pos];
-        PyMem_Free(moved);
-    }
-
-    /* Moves slots [first, count) to the front (no walk may be in progress);
-       index entries follow by a constant: one pass over the table in order. */
-    static void lke_shift(lke_handlers *h) {
-        int32_t first = h->first, kept = h->count - first;
-        memmove(h->slots, h->slots + first, (size_t)kept * sizeof(lke_slot));
-        if (h->index != NULL)
-            for (uint32_t k = 0; k <= h->index_mask; k++)
-                if (h->index[k].pos >= 0)
-                    h->index[k].pos -= first;
-        h->count = kept;
-        h->first = 0;
-        h->layout++;
-    }
-
-    /* Dead slots whose callback is released leave the front of the range at
-       once: removing the oldest handler, as steady churn does, never needs a
-       compaction, and the room they leave is reclaimed when it outgrows the
-       live slots. */
-    static void lke_trim(lke_handlers *h) {
-        while (h->first < h->count && (h->slots[h->first].flags & LKE_DEAD)
-               && h->slots[h->first].callback == NULL) {
-            h->first++;
-            h->dead--;
-        }
-        if (h->walkers == 0 && h->lookups == 0 && h->first >= LKE_SMALL
-                && h->first >= h->count - h->first)
-            lke_shift(h);
-    }
-
-    /* After a removal: compact once the dead slots outnumber the live ones
-       (and a few), so scans and walks stay proportional to the live ones. */
-    static CYTHON_INLINE void lke_maybe_compact(lke_handlers *h, lke_release *r) {
-        lke_trim(h);
-        if (h->dead >= LKE_SMALL && h->dead >= h->live)
-            lke_compact(h, r);  /* (not under a walk or a lookup) */
-    }
-
-    /* -- walks (emit, listeners) -- */
-
-    static CYTHON_INLINE void lke_begin_walk(lke_handlers *h) {
-        LKE_BEGIN_CRITICAL_SECTION(h);
-        h->walkers++;
-        LKE_END_CRITICAL_SECTION();
-    }
-
-    /* Ends a walk when there is nothing to compact (1); else 0, and the
-       caller ends it with lke_end_walk. */
-    static CYTHON_INLINE int lke_end_walk_fast(lke_handlers *h) {
-    #ifdef Py_GIL_DISABLED
-        return 0;
-    #else
-        if (h->walkers != 1 || (h->unreleased == 0 && h->dead < LKE_SMALL)) {
-            h->walkers--;
-            return 1;
-        }
-        return 0;
-    #endif
-    }
-
-    /* The last walker compacts (releasing what removals during the walks kept). */
-    static CYTHON_INLINE void lke_end_walk(lke_handlers *h, lke_release *r) {
-        LKE_BEGIN_CRITICAL_SECTION(h);
-        if (--h->walkers == 0 && (h->unreleased != 0 || h->dead >= LKE_SMALL))
-            lke_compact(h, r);
-        LKE_END_CRITICAL_SECTION();
-    }
-
-    /* Reads slot `i` for a walk: 0 to skip it (dead), 1 with `*out` filled,
-       2 likewise for a weak registration (out->callback is its weak
-       reference or tuple).  Claims a once registration (rule 6) when `claim`
-       is set.  On free-threaded builds out->callback is a new reference. */
-    static CYTHON_INLINE int lke_take(lke_handlers *h, Py_ssize_t i, lke_slot *out, int claim) {
-        int result = 1;
-        LKE_BEGIN_CRITICAL_SECTION(h);
-        lke_slot *slot = &h->slots[i];
-        if (slot->flags & LKE_SPECIAL) {
-            if (slot->flags & LKE_DEAD)
-                result = 0;
-            else {
-                if (slot->flags & LKE_WEAK)
-                    result = 2;
-                if (claim && (slot->flags & LKE_ONCE)) {
-                    lke_kill(h, (int32_t)i);
-                    h->unreleased++;  /* kept for the call; released by the last walker */
-                }
-            }
-        }
-        if (result) {
-            *out = *slot;
-            LKE_FT_INCREF(out->callback);
-        }
-        LKE_END_CRITICAL_SECTION();
-        return result;
-    }
-    """
+cdef extern from "_registry.h":
     ctypedef struct lke_entry:
         int32_t pos
         uint32_t tag
@@ -878,15 +419,16 @@ cdef extern from *:
         int32_t accepted
         int32_t required
         uint32_t flags
+    ctypedef struct lke_table:
+        int32_t count
+        lke_slot **slots
+    ctypedef struct lke_walker:
+        pass
     ctypedef struct lke_handlers:
-        lke_slot *slots
+        lke_table *table
         lke_entry *index
         uint32_t index_mask
-        int32_t first
-        int32_t count
         int32_t live
-        int32_t dead
-        int32_t walkers
         int32_t lookups
         int32_t warned
         size_t layout
@@ -901,20 +443,59 @@ cdef extern from *:
     uint32_t lke_home(lke_handlers *h, Py_hash_t hash) noexcept
     int lke_append(lke_handlers *h, PyObject *callback, Py_hash_t hash,
                    int32_t accepted, int32_t required, uint32_t flags) except -1
-    void lke_kill(lke_handlers *h, int32_t pos) noexcept
+    void lke_kill(lke_handlers *h, int32_t pos, lke_release *r) noexcept
+    void lke_kill_all(lke_handlers *h, lke_release *r) noexcept
     void lke_release_init(lke_release *r) noexcept
     int lke_release_reserve(lke_release *r, Py_ssize_t more) noexcept
     void lke_release_all(lke_release *r) noexcept
-    void lke_retire(lke_handlers *h, int32_t pos, lke_release *r) noexcept
-    void lke_compact(lke_handlers *h, lke_release *r) noexcept
+    void lke_reclaim(lke_handlers *h, lke_release *r) noexcept
     void lke_maybe_compact(lke_handlers *h, lke_release *r) noexcept
-    void lke_begin_walk(lke_handlers *h) noexcept
-    void lke_end_walk(lke_handlers *h, lke_release *r) noexcept
-    int lke_end_walk_fast(lke_handlers *h) noexcept
-    int lke_take(lke_handlers *h, Py_ssize_t i, lke_slot *out, int claim) noexcept
-    void LKE_FT_DECREF(PyObject *o) noexcept
+    int lke_walk_begin(lke_handlers *h, lke_walker *local, lke_walker **record,
+                       lke_table **table, Py_ssize_t *count) except -1
+    int lke_walk_end(lke_handlers *h, lke_walker *record) noexcept
+    uint32_t lke_flags "LKE_LOAD"(uint32_t *flags) noexcept
+    void lke_handlers_debug(lke_handlers *h, Py_ssize_t *dead, Py_ssize_t *waiting,
+                            Py_ssize_t *retired) noexcept
 
 PyType_Ready(&lke_handlers_type)
+
+
+cdef inline lke_slot *_slot_at(lke_handlers *h, Py_ssize_t pos) noexcept:
+    # The slot at `pos` of the current table (writers and lookups only).
+    return h.table.slots[pos]
+
+
+cdef inline Py_ssize_t _count(lke_handlers *h) noexcept:
+    return 0 if h.table is NULL else h.table.count
+
+
+cdef void _reclaim(object handlers) noexcept:
+    # After a walk: free what no walk in progress needs (rule 8).
+    cdef lke_release release
+    lke_release_init(&release)
+    with cython.critical_section(handlers):
+        lke_reclaim(_h(handlers), &release)
+    lke_release_all(&release)
+
+
+cdef int _end_walk(object handlers, lke_walker *record) except -1:
+    if lke_walk_end(_h(handlers), record):
+        _reclaim(handlers)
+    return 0
+
+
+def registry_state(EmitterCore emitter not None, event):
+    """For tests: ``{"live", "dead", "waiting", "retired"}`` of ``event``: its
+    live registrations, dead slots in its current table, removed callbacks
+    still held for walks in progress, and retired tables not yet freed."""
+    cdef Py_ssize_t dead = 0, waiting = 0, retired = 0
+    handlers = _handlers_of(emitter, event, False)
+    if handlers is None:
+        return {"live": 0, "dead": 0, "waiting": 0, "retired": 0}
+    with cython.critical_section(handlers):
+        lke_handlers_debug(_h(handlers), &dead, &waiting, &retired)
+        live = _h(handlers).live
+    return {"live": live, "dead": dead, "waiting": waiting, "retired": retired}
 
 
 # ---------------------------------------------------------------------------
@@ -1058,9 +639,7 @@ cdef inline Py_ssize_t _next_candidate(lke_handlers *h, Py_hash_t key_hash,
     cdef lke_entry *entry
     cdef uint32_t tag
     if h.index is NULL:
-        if step[0] < h.first:
-            step[0] = h.first  # (the front moved on: everything before is dead)
-        if step[0] >= h.count:
+        if step[0] >= _count(h):
             return -1
         step[0] += 1
         return step[0] - 1
@@ -1095,7 +674,7 @@ cdef Py_ssize_t _find_on(object handlers, object key, Py_hash_t key_hash) except
                 pos = _next_candidate(h, key_hash, &step)
                 if pos < 0:
                     return -1
-                slot = &h.slots[pos]
+                slot = _slot_at(h, pos)
                 if slot.hash != key_hash or slot.flags & (LKE_DEAD | LKE_ONCE | LKE_WRAPPER):
                     continue
                 if slot.callback is <PyObject *>key:
@@ -1112,7 +691,7 @@ cdef Py_ssize_t _find_on(object handlers, object key, Py_hash_t key_hash) except
                         equal = _equal(<object>slot.callback, key)
                 finally:
                     h.lookups -= 1
-                if equal and not h.slots[pos].flags & LKE_DEAD:
+                if equal and not _slot_at(h, pos).flags & LKE_DEAD:
                     return pos  # (slots don't move during a lookup)
                 lke_positions_add(&compared, pos)
                 if h.layout != layout:
@@ -1130,7 +709,7 @@ cdef Py_ssize_t _find_identity(object handlers, PyObject *stored, Py_hash_t key_
         pos = _next_candidate(h, key_hash, &step)
         if pos < 0:
             return -1
-        if h.slots[pos].callback == stored and not h.slots[pos].flags & LKE_DEAD:
+        if _slot_at(h, pos).callback == stored and not _slot_at(h, pos).flags & LKE_DEAD:
             return pos
 
 
@@ -1211,7 +790,7 @@ cdef int _find_all(object handlers, object key, Py_hash_t key_hash, lke_position
                 pos = _next_candidate(h, key_hash, &step)
                 if pos < 0:
                     return 0
-                slot = &h.slots[pos]
+                slot = _slot_at(h, pos)
                 if slot.hash != key_hash or slot.flags & LKE_DEAD:
                     continue
                 if lke_positions_has(&compared, pos):
@@ -1277,20 +856,26 @@ cdef int _register(EmitterCore self, object event, object stored, object key,
     cdef Py_ssize_t limit = _listener_limit(self)
     cdef bint leak = False
     cdef lke_handlers *h
+    cdef lke_release release
     _checked_arity(accepted, required, &accepted32, &required32)
     handlers = _handlers_of(self, event, True)
     h = _h(handlers)
-    with cython.critical_section(handlers):
-        if flags & LKE_WRAPPER:
-            if _find_identity(handlers, <PyObject *>stored, key_hash) >= 0:
-                return 0  # this very wrapper is registered already
-        elif not flags & LKE_ONCE:
-            if _find_on(handlers, key, key_hash) >= 0:
-                return 0  # already registered: keeps its first position
-        # Commit: no Python code from here.
-        lke_append(h, <PyObject *>stored, key_hash, accepted32, required32, flags)
-        if limit and h.live > limit and not h.warned:
-            h.warned = leak = True
+    lke_release_init(&release)
+    try:
+        with cython.critical_section(handlers):
+            if flags & LKE_WRAPPER:
+                if _find_identity(handlers, <PyObject *>stored, key_hash) >= 0:
+                    return 0  # this very wrapper is registered already
+            elif not flags & LKE_ONCE:
+                if _find_on(handlers, key, key_hash) >= 0:
+                    return 0  # already registered: keeps its first position
+            # Commit: no Python code from here.
+            lke_append(h, <PyObject *>stored, key_hash, accepted32, required32, flags)
+            lke_reclaim(h, &release)  # (a table the append outgrew)
+            if limit and h.live > limit and not h.warned:
+                h.warned = leak = True
+    finally:
+        lke_release_all(&release)
     if leak:  # paid at registration only
         warn_listener_leak(self, event, h.live, limit, 1)
     return 0
@@ -1328,9 +913,8 @@ cdef int _remove(object handlers, object callback, Py_hash_t key_hash, PyObject 
             # Commit: no Python code from here.
             for k in range(found.n):
                 pos = found.items[k]
-                if not h.slots[pos].flags & LKE_DEAD:  # not removed meanwhile
-                    lke_kill(h, <int32_t>pos)
-                    lke_retire(h, <int32_t>pos, &release)
+                if not _slot_at(h, pos).flags & LKE_DEAD:  # not removed meanwhile
+                    lke_kill(h, <int32_t>pos, &release)
             if found.n:
                 lke_maybe_compact(h, &release)
     finally:
@@ -1340,18 +924,11 @@ cdef int _remove(object handlers, object callback, Py_hash_t key_hash, PyObject 
 
 
 cdef int _clear(object handlers) except -1:
-    cdef lke_handlers *h = _h(handlers)
     cdef lke_release release
-    cdef Py_ssize_t i
     lke_release_init(&release)
     try:
         with cython.critical_section(handlers):
-            lke_release_reserve(&release, h.live)
-            for i in range(h.first, h.count):
-                if not h.slots[i].flags & LKE_DEAD:
-                    lke_kill(h, <int32_t>i)
-                    lke_retire(h, <int32_t>i, &release)
-            lke_compact(h, &release)
+            lke_kill_all(_h(handlers), &release)
     finally:
         lke_release_all(&release)
     return 0
@@ -1362,34 +939,31 @@ cdef list _walk(object handlers, bint triples, object event):
     # wrapper's callback, a weak registration's live referent); or
     # (event, once, callback, weak) for export_registrations.  A walk:
     # nothing moves meanwhile (rule 5).
-    cdef lke_handlers *h = _h(handlers)
-    cdef lke_slot slot
-    cdef lke_release release
+    cdef lke_slot *slot
+    cdef lke_walker local
+    cdef lke_walker *record
+    cdef lke_table *table
     cdef Py_ssize_t i, n
     cdef list result = []
-    lke_release_init(&release)
-    lke_begin_walk(h)
+    lke_walk_begin(_h(handlers), &local, &record, &table, &n)
     try:
-        n = h.count
-        for i in range(h.first, n):
-            if lke_take(h, i, &slot, 0):
-                try:
-                    registered = _key_of(&slot)
-                    if registered is None:
-                        pass  # held weakly, and dead
-                    elif not triples:
-                        result.append(registered)
-                    else:
-                        once = (slot.flags & (LKE_ONCE | LKE_WRAPPER)) != 0
-                        weak = ((slot.flags & LKE_WEAK) != 0
-                                or (slot.flags & LKE_WRAPPER
-                                    and (<OnceWrapper><object>slot.callback).weak_flags != 0))
-                        result.append((event, once, registered, weak))
-                finally:
-                    LKE_FT_DECREF(slot.callback)
+        for i in range(n):
+            slot = table.slots[i]
+            if lke_flags(&slot.flags) & LKE_DEAD:
+                continue
+            registered = _key_of(slot)  # (held for this walk: rule 8)
+            if registered is None:
+                pass  # held weakly, and dead
+            elif not triples:
+                result.append(registered)
+            else:
+                once = (slot.flags & (LKE_ONCE | LKE_WRAPPER)) != 0
+                weak = ((slot.flags & LKE_WEAK) != 0
+                        or (slot.flags & LKE_WRAPPER
+                            and (<OnceWrapper><object>slot.callback).weak_flags != 0))
+                result.append((event, once, registered, weak))
     finally:
-        lke_end_walk(h, &release)
-        lke_release_all(&release)
+        _end_walk(handlers, record)
     return result
 
 
@@ -1843,13 +1417,16 @@ cdef extern from *:
 
     #define LKE_STACK_ARGS 8
 
-    /* Where an emit's walk over its slots (rule 5) stopped, and why: filled
-       only when it stops, so that an ordinary emit touches none of it. */
+    /* An emit's walk over the slots of one table (rule 5): where it is, and
+       where it stopped and why (filled only when it stops). */
     typedef struct {
+        lke_handlers *h;
+        lke_table *table;        /* the table it reads: current when it started */
+        lke_walker local, *record; /* its record (rule 8) */
         PyObject **argv;         /* the emitted arguments (the caller's array) */
         Py_ssize_t given, count; /* how many; how many slots the walk covers */
         Py_ssize_t next;         /* the slot to look at next */
-        lke_slot slot;           /* the slot of the handler it stopped at */
+        lke_slot *slot;          /* the slot of the handler it stopped at */
         int64_t elapsed;         /* that handler's time (slow-handler detection) */
         int status;              /* why it stopped (LKE_WALK_*) */
     } lke_walk;
@@ -1860,26 +1437,26 @@ cdef extern from *:
     #define LKE_WALK_RAISED 2  /* its handler raised: the exception is set */
     #define LKE_WALK_SLOW 3    /* its handler took longer than the threshold */
 
-    /* The special slots' turn (dead, once, weak), off the fast path: 0 to
-       skip it, 1 to call slot->callback, 2 to call it weakly.  A once
-       registration is claimed here (rule 6). */
-    static int lke_take_special(lke_handlers *h, Py_ssize_t i) {
-        lke_slot *slot = &h->slots[i];
-        if (slot->flags & LKE_DEAD)
-            return 0;  /* removed while this emit runs */
-        if (slot->flags & LKE_ONCE) {
-            lke_kill(h, (int32_t)i);
-            h->unreleased++;  /* kept for the call; released by the last walker */
-        }
-        return (slot->flags & LKE_WEAK) ? 2 : 1;
+    /* Claims a once slot for this walk (rule 6), in the Handlers' critical
+       section: 1 if claimed, 0 if another walk or a removal got it first. */
+    static int lke_take_once(lke_walk *w, Py_ssize_t i, lke_slot *slot) {
+        lke_release r;
+        int claimed;
+        lke_release_init(&r);
+        LKE_BEGIN_CRITICAL_SECTION(w->h);
+        claimed = lke_claim(w->h, w->table, i, slot, &r);
+        LKE_END_CRITICAL_SECTION();
+        lke_release_all(&r);  /* (empty: the claimed callback waits for this walk) */
+        return claimed;
     }
 
-    /* Walks slots [first, count) with `given` arguments until the end
-       (LKE_WALK_DONE) or a stop, which it records in *w. */
-    LKE_ALWAYS_INLINE int lke_walk_impl(lke_handlers *h, PyObject **argv, Py_ssize_t given,
-                                         Py_ssize_t count, Py_ssize_t first, int timed,
-                                         lke_walk *w) {
-        Py_ssize_t i, passed;
+    /* Walks slots [first, w->count) until the end (LKE_WALK_DONE) or a stop,
+       which it records in *w.  Per handler it writes nothing shared: the
+       slot's callback is kept alive for the walk by its record (rule 8). */
+    LKE_ALWAYS_INLINE int lke_walk_impl(lke_walk *w, PyObject **argv, Py_ssize_t given,
+                                         Py_ssize_t first, int timed) {
+        Py_ssize_t i, passed, count = w->count;
+        lke_slot *const *slots = w->table->slots;
         PyObject *result, *callback;
         /* Bound-method handlers get the arguments copied here, behind a spare
            slot, so that they prepend self in place (PY_VECTORCALL_ARGUMENTS_OFFSET):
@@ -1893,42 +1470,29 @@ cdef extern from *:
            read costs 20-50 ns, as much as the call itself. */
         int64_t started = timed ? lke_now() : 0, elapsed = 0, now;
         for (i = first; i < count; i++) {
-    #ifdef Py_GIL_DISABLED
-            /* A copy, under the Handlers' critical section, with a reference
-               to the callback (released below). */
-            lke_slot copy, *slot = &copy;
-            taken = lke_take(h, i, &copy, 1);
-            if (!taken)
-                continue;
-            if (given < slot->required) {
-    #else
-            /* With the GIL nothing else runs until the call: read in place.
-               The walk keeps the callback alive whatever the call does. */
-            lke_slot *slot = &h->slots[i];
+            lke_slot *slot = slots[i];
             taken = 1;
-            if (given < slot->gate) {  /* special, or too few arguments */
-                if (slot->flags & LKE_SPECIAL) {
-                    taken = lke_take_special(h, i);
-                    if (!taken)
-                        continue;
+            if (given < LKE_LOAD(&slot->gate)) {  /* special, or too few arguments */
+                uint32_t flags = LKE_LOAD(&slot->flags);
+                if (flags & LKE_SPECIAL) {
+                    if (flags & LKE_DEAD)
+                        continue;  /* removed: skipped at once */
+                    if ((flags & LKE_ONCE) && !lke_take_once(w, i, slot))
+                        continue;  /* fired by another walk first */
+                    if (flags & LKE_WEAK)
+                        taken = 2;
                 }
-                if (given >= slot->required)
-                    goto call;
-    #endif
-                w->slot = *slot;
-                status = LKE_WALK_ARITY;
-                goto stop;
+                if (given < slot->required) {
+                    w->slot = slot;
+                    status = LKE_WALK_ARITY;
+                    goto stop;
+                }
             }
-    #ifndef Py_GIL_DISABLED
-        call:
-    #endif
             passed = slot->accepted < given ? slot->accepted : given;
             callback = slot->callback;
             if (taken == 2) {  /* held weakly: its referent, if alive */
-                if (!lke_call_weak(callback, slot->flags, argv, passed, &result)) {
-                    LKE_FT_DECREF(callback);
+                if (!lke_call_weak(callback, slot->flags, argv, passed, &result))
                     continue;
-                }
             } else if (Py_TYPE(callback) != &PyMethod_Type || given > LKE_STACK_ARGS) {
                 result = lke_vectorcall(callback, argv, (size_t)passed);
             } else {
@@ -1948,69 +1512,78 @@ cdef extern from *:
                isolation free when nothing fails. */
             if (result == NULL || (timed && elapsed > lke_slow_ns)) {
                 Py_XDECREF(result);
-    #ifdef Py_GIL_DISABLED
-                w->slot = copy;  /* its reference goes with it */
-    #else
-                w->slot = h->slots[i];  /* (the call may have moved the array) */
-    #endif
+                w->slot = slot;
                 status = result == NULL ? LKE_WALK_RAISED : LKE_WALK_SLOW;
                 goto stop;
             }
             Py_DECREF(result);
-            LKE_FT_DECREF(callback);
         }
         return LKE_WALK_DONE;
     stop:
         w->argv = argv;
         w->given = given;
-        w->count = count;
         w->next = i + 1;
         w->elapsed = elapsed;
         return w->status = status;
     }
 
-    /* Walks on from w->next until the end or a stop (also in w->status);
+    /* Walks on from `first` until the end or a stop (also in w->status);
        each branch's `timed` is a constant: the untimed walk reads no clock. */
-    LKE_ALWAYS_INLINE int lke_walk_run(lke_handlers *h, PyObject **argv, Py_ssize_t given,
-                                        Py_ssize_t count, Py_ssize_t first, lke_walk *w) {
-        return lke_slow_ns ? lke_walk_impl(h, argv, given, count, first, 1, w)
-                           : lke_walk_impl(h, argv, given, count, first, 0, w);
+    LKE_ALWAYS_INLINE int lke_walk_run(lke_walk *w, PyObject **argv, Py_ssize_t given,
+                                        Py_ssize_t first) {
+        return lke_slow_ns ? lke_walk_impl(w, argv, given, first, 1)
+                           : lke_walk_impl(w, argv, given, first, 0);
     }
 
     /* After a stop: walks on from w->next (out of line). */
-    static int lke_walk_step(lke_handlers *h, lke_walk *w) {
-        w->status = lke_walk_run(h, w->argv, w->given, w->count, w->next, w);
+    static int lke_walk_step(lke_walk *w) {
+        w->status = lke_walk_run(w, w->argv, w->given, w->next);
         return w->status;
     }
 
-    /* Begins a walk over slots [first, count) and walks: LKE_WALK_DONE when it
-       also ended it (nothing to compact); else the caller deals with the stop
-       (w->status, LKE_WALK_DONE when a compaction is due) and ends the walk.
+    /* Frees what no walk needs any more (rule 8), after a walk that may
+       have held it back.  Out of line: rarely needed. */
+    static void lke_walk_reclaim(lke_handlers *h) {
+        lke_release r;
+        lke_release_init(&r);
+        LKE_BEGIN_CRITICAL_SECTION(h);
+        lke_reclaim(h, &r);
+        LKE_END_CRITICAL_SECTION();
+        lke_release_all(&r);
+    }
+
+    /* Ends the walk (after a stop, once the caller is done with it). */
+    static void lke_walk_finish(lke_walk *w) {
+        if (lke_walk_end(w->h, w->record))
+            lke_walk_reclaim(w->h);
+    }
+
+    /* Begins a walk of `h` and walks: LKE_WALK_DONE when it also ended it;
+       else the caller deals with the stop (w->status) and ends the walk with
+       lke_walk_finish.  -1 with an exception set if it could not begin.
        Inlined into emit: all an ordinary emit does. */
     LKE_ALWAYS_INLINE int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given,
-                                          Py_ssize_t first, Py_ssize_t count, lke_walk *w) {
-        lke_begin_walk(h);
-        if (lke_walk_run(h, argv, given, count, first, w) == LKE_WALK_DONE) {
-            if (lke_end_walk_fast(h))
-                return LKE_WALK_DONE;
-            w->status = LKE_WALK_DONE;  /* compaction due */
+                                          lke_walk *w) {
+        w->h = h;
+        if (lke_walk_begin(h, &w->local, &w->record, &w->table, &w->count) < 0)
             return -1;
+        if (w->count == 0 || lke_walk_run(w, argv, given, 0) == LKE_WALK_DONE) {
+            if (lke_walk_end(h, w->record))
+                lke_walk_reclaim(h);
+            return LKE_WALK_DONE;
         }
         return w->status;
     }
     """
     ctypedef struct lke_walk:
-        PyObject **argv
         Py_ssize_t given
-        Py_ssize_t count
-        Py_ssize_t next
-        lke_slot slot
+        lke_slot *slot
         int64_t elapsed
         int status
     const int LKE_WALK_DONE, LKE_WALK_ARITY, LKE_WALK_RAISED, LKE_WALK_SLOW
-    int lke_walk_step(lke_handlers *h, lke_walk *w) noexcept
-    int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given, Py_ssize_t first,
-                       Py_ssize_t count, lke_walk *w) noexcept
+    int lke_walk_step(lke_walk *w) noexcept
+    void lke_walk_finish(lke_walk *w) noexcept
+    int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given, lke_walk *w) except -1
 
 
 cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
@@ -2024,42 +1597,30 @@ cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject 
         return None
     if Py_TYPE_ptr(<PyObject *>handlers) is not &lke_handlers_type:
         raise SystemError("livekit_events: a registry entry is not a Handlers object")
-    cdef lke_handlers *h = <lke_handlers *><PyObject *>handlers
-    # The walk covers the slots that exist now (rule 5).
-    cdef Py_ssize_t count = h.count
-    if count == h.first:
-        return None
     cdef lke_walk walk  # (filled only if the walk stops)
     # The walk runs in C, and returns here only when it needs Python.
-    if lke_walk_start(h, &args[1], nargs - 1, h.first, count, &walk) == LKE_WALK_DONE:
-        return None  # (and ended: nothing to compact)
-    return _walk_stopped(handlers, <object>event, &walk)
+    if lke_walk_start(<lke_handlers *><PyObject *>handlers, &args[1], nargs - 1,
+                      &walk) == LKE_WALK_DONE:
+        return None  # (and ended)
+    return _walk_stopped(<object>event, &walk)
 
 
-cdef object _walk_stopped(object handlers, object event, lke_walk *walk):
+cdef object _walk_stopped(object event, lke_walk *walk):
     # An emit's walk stopped at a handler for what needs Python (an arity
-    # error, a failure, a slow handler) or ended with dead slots to compact:
-    # deal with it, go on from the next slot, end the walk.
-    cdef lke_handlers *h = _h(handlers)
-    cdef lke_release release
+    # error, a failure, a slow handler): deal with it, go on from the next
+    # slot, end the walk.  The stopped-at slot is held by the walk (rule 8).
     cdef int status = walk.status
     try:
         while status != LKE_WALK_DONE:
-            try:
-                if status == LKE_WALK_ARITY:
-                    raise arity_error(event, _key_of(&walk.slot), walk.slot.required, walk.given)
-                if status == LKE_WALK_RAISED:
-                    _handler_failed(event)  # logs, or raises a BaseException
-                if lke_slow_ns and walk.elapsed > lke_slow_ns:
-                    report_slow_handler(event, _key_of(&walk.slot), walk.elapsed)
-            finally:
-                LKE_FT_DECREF(walk.slot.callback)
-            status = lke_walk_step(h, walk)
+            if status == LKE_WALK_ARITY:
+                raise arity_error(event, _key_of(walk.slot), walk.slot.required, walk.given)
+            if status == LKE_WALK_RAISED:
+                _handler_failed(event)  # logs, or raises a BaseException
+            if lke_slow_ns and walk.elapsed > lke_slow_ns:
+                report_slow_handler(event, _key_of(walk.slot), walk.elapsed)
+            status = lke_walk_step(walk)
     finally:
-        # The last walker compacts; what it drops is released after (rule 4).
-        lke_release_init(&release)
-        lke_end_walk(h, &release)
-        lke_release_all(&release)
+        lke_walk_finish(walk)
     return None
 
 

@@ -431,6 +431,17 @@ class Registration:
 
 
 _NO_SNAPSHOT: Tuple[object, Tuple[Registration, ...]] = (None, ())
+
+
+def _free_threaded_build() -> bool:
+    if sys.version_info < (3, 13):
+        return False
+    import sysconfig
+
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+_FREE_THREADED = _free_threaded_build()
 _first_handler_order = itertools.count(1)  # next() is atomic
 
 
@@ -453,12 +464,11 @@ class _Handlers:
         if snapshot[0] is self.version:
             return snapshot[1]
         version = self.version  # read before the dict: a later change makes it stale
-        while True:
-            try:
-                entries = tuple(self.registrations.values())
-                break
-            except RuntimeError:  # changed size while copied (free-threaded CPython)
-                continue
+        # With the GIL, tuple(values()) is one atomic step.  Free-threaded, an
+        # iteration over a dict that another thread changes may skip entries
+        # (a resize moves them); dict.copy() holds the dict's lock throughout.
+        registrations = self.registrations.copy() if _FREE_THREADED else self.registrations
+        entries = tuple(registrations.values())
         self.snapshot = (version, entries)
         return entries
 
@@ -818,6 +828,18 @@ def _copy_registrations(source: EmitterCore, target: EmitterCore, memo: Any) -> 
     if memo is not None:
         registrations = copy.deepcopy(registrations, memo)
     import_registrations(target, registrations)
+
+
+def registry_state(emitter: EmitterCore, event: Any) -> Dict[str, int]:
+    """For tests: ``{"live", "dead", "waiting", "retired"}`` of ``event``, as
+    the compiled core reports them.  Here a removal takes the registration
+    out of the dict at once; "dead" counts the removed registrations that the
+    cached snapshot still holds (until the next emit rebuilds it)."""
+    handlers = emitter.__livekit_events__.get(event)
+    if handlers is None:
+        return {"live": 0, "dead": 0, "waiting": 0, "retired": 0}
+    dead = sum(1 for registration in handlers.snapshot[1] if not registration.active)
+    return {"live": len(handlers.registrations), "dead": dead, "waiting": 0, "retired": 0}
 
 
 def restore_emitter(emitter: EmitterCore, state: Any) -> None:
