@@ -39,7 +39,8 @@ def build() -> None:
             "from Cython.Build import cythonize\n"
             "setup(name='lke-bench-floor', script_args=sys.argv[1:], ext_modules=cythonize(\n"
             "    [Extension('_floor', ['_floor.pyx'])],\n"
-            "    compiler_directives={'language_level': '3'}, quiet=True))\n"
+            "    compiler_directives={'language_level': '3', 'freethreading_compatible': True},\n"
+            "    quiet=True))\n"
         )
         proc = subprocess.run(
             [

@@ -3,67 +3,78 @@
 # cold (signature reading, validation, logging, copy/pickle) is in _common.py.
 #
 # The registry.  `EmitterCore.registry` maps an event to a `Handlers` object
-# (lke_handlers, a C type below): an array of slots in call order, each a
-# registration (callback, key hash, arity, flags), the removed ones included
-# until compaction, plus, past LKE_SMALL live registrations, an open-addressing
-# index of slot positions by key hash.  on, once and off are O(1) amortised:
-# a lookup is a probe (or a scan of at most a few slots), an append is
-# amortised by doubling, and dead slots are compacted in bulk.
+# (lke_handlers, in _registry.h): its current table, an array of pointers to
+# registration slots (callback, key hash, arity, flags) in call order, the
+# removed ones included until compaction, plus, past LKE_SMALL live
+# registrations, an open-addressing index of slot positions by key hash.  on,
+# once and off are O(1) amortised: a lookup is a probe (or a scan of at most a
+# few slots), an append is amortised by doubling, and dead slots are compacted
+# in bulk.
 #
 # Rules.  Each one is what makes a class of bug impossible; the names in
 # brackets are the code that keeps it.
 #
-# 1. No lock is ever held while Python code runs, and none is shared between
-#    emitters.  With the GIL there is no lock at all; on free-threaded CPython,
-#    a critical section on the Handlers (per event, released whenever the
-#    thread blocks, so it can't deadlock) guards each commit and each slot
-#    read of emit [LKE_BEGIN_CRITICAL_SECTION, cython.critical_section].
-#    So a finalizer that takes an application lock can't deadlock with on().
+# 1. No lock is ever held while Python code runs, none is shared between
+#    emitters, and emit takes none.  With the GIL there is no lock at all; on
+#    free-threaded CPython a critical section on the Handlers (per event,
+#    released whenever the thread blocks, so it can't deadlock) serialises
+#    the writers: each commit, and the claim of a once slot [cython.
+#    critical_section, LKE_BEGIN_CRITICAL_SECTION].  So a finalizer that
+#    takes an application lock can't deadlock with on().
 # 2. Python code can run in a registry operation only in its "prepare" part:
 #    hashing a key or an event, comparing keys (__eq__), allocating an object
 #    (which can start the GC on CPython <= 3.11, and so finalizers and weakref
 #    callbacks), releasing a reference.  Each operation first prepares, then
 #    commits: a commit reads and writes the Handlers with C code that runs no
-#    Python code (PyMem allocations only, which never start the GC)
-#    [lke_append, lke_kill, lke_compact, lke_index_*].  Under the GIL a commit
-#    is therefore atomic.
+#    Python code (raw allocations only, which never start the GC)
+#    [lke_append, lke_kill, lke_compact, lke_index_*, lke_reclaim].
 # 3. Whatever was read before Python code ran is read again after.  Slots
-#    never move while a lookup compares keys (`lookups` defers compaction,
-#    as `walkers` does), so a position names one registration for the whole
-#    lookup.  After a comparison the lookup goes on from where it was,
-#    re-reading the array, as CPython's dict lookup does: an append lands past
-#    the scan, an index entry in the first EMPTY place of its probe chain
-#    (removals leave DUMMY; while a lookup compares, no insert reuses one), so
-#    neither is missed.  When the index itself is remade (`layout`), the
-#    lookup probes the new one, skipping the positions it already compared:
-#    each registration is compared at most once, so a lookup always ends
-#    however the comparisons churn the event [_find_on, _find_all].  A match
-#    is re-checked for liveness after the comparison and by the commit.
-#    Nothing written back is stale: nothing is lost, no removed handler lingers.
+#    never move while a lookup compares keys (`lookups` defers compaction),
+#    so a position names one registration for the whole lookup.  After a
+#    comparison the lookup goes on from where it was, re-reading the table, as
+#    CPython's dict lookup does: an append lands past the scan, an index entry
+#    in the first EMPTY place of its probe chain (removals leave DUMMY; while
+#    a lookup compares, no insert reuses one), so neither is missed.  When the
+#    index itself is remade (`layout`), the lookup probes the new one,
+#    skipping the positions it already compared: each registration is
+#    compared at most once, so a lookup always ends however the comparisons
+#    churn the event [_find_on, _find_all].  A match is re-checked for
+#    liveness after the comparison and by the commit.
 # 4. References are dropped only after the commit, when the registry is whole
 #    again (their finalizers may re-enter) [the `release` buffers].
-# 5. emit walks the slots that existed when it started ([0, count) then):
-#    `walkers` counts the walks in progress, and while it is non-zero no slot
-#    moves (compaction waits) and no dead slot's callback is released, so the
-#    walk needs neither a copy nor a reference per handler.  Appends during
-#    the walk may reallocate the array, so emit reloads it for each handler.
-#    Removal is immediate: a removed slot is flagged LKE_DEAD at once, and the
-#    walk skips it.  The last walker compacts [lke_end_walk].
-# 6. A once registration is claimed by flagging it dead in the same commit
-#    that reads it, before its callback runs: exactly one emit, in any
-#    nesting or thread, calls it [lke_take].
+# 5. A walk (emit, listeners) reads the table that was current when it
+#    started, up to the count published then: the snapshot.  Tables are never
+#    changed in place except by appends past that count; growth and
+#    compaction publish a new table and retire the old one.  A slot is shared
+#    by all tables, so a removal (flag LKE_DEAD) is seen at once by every
+#    walk, which skips it [lke_publish, lke_walk_impl].
+# 6. A once registration is claimed by flagging it dead in a commit, before
+#    its callback runs: exactly one walk, in any nesting or thread, calls it
+#    [lke_claim].
 # 7. Nothing that arrives from Python is trusted: methods are method
 #    descriptors (binding=False), which check the type of `self`; arity
 #    values are range-checked [_checked_arity]; a registry entry must be a
 #    Handlers [_handlers_of]; a OnceWrapper made without its constructor is
 #    refused.
+# 8. Reclamation never waits for a moment when no walk runs.  Every append
+#    and removal bumps the Handlers' stamp, and a slot keeps both stamps
+#    (born, died); a walk records its start.  A walk can call a slot only if
+#    born <= start < died, so a removed slot's callback is released as soon
+#    as no walk in progress has such a start: at once when none does, else
+#    when the last of them ends.  Walks that start later hold nothing back,
+#    however long walks overlap.  A retired table, and the slots compaction
+#    dropped with it, are freed once no walk reads it (oldest first).  So
+#    what a removal keeps alive is bounded by the walks that could still call
+#    it [lke_retire_slot, lke_reclaim, lke_walk_begin/lke_walk_end].
 #
 # Free threading.  setup.py builds this module with Cython's
-# `freethreading_compatible` directive (the GIL stays off when it is imported)
-# on the strength of rule 1: the registry dict locks itself, every Handlers
-# read or write is inside its critical section (emit copies one slot at a time
-# and holds a reference to the callback it calls), and a critical section
-# suspended while Python code runs is caught by rule 3's checks.
+# `freethreading_compatible` directive (the GIL stays off when it is
+# imported).  The registry dict locks itself; writers are serialised by rule
+# 1; a walk reads tables and slots without a lock, and writes only its own
+# thread's record of walks (lke_thread in _registry.h, which states the
+# protocol that makes rule 8 hold against concurrent walks: a fence on each
+# side, and a generation count on each record).  Slot fields a walk reads
+# are immutable once published, but the gate and the flags, which are atomic.
 
 cimport cython
 from cpython.dict cimport PyDict_SetItem

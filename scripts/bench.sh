@@ -5,7 +5,12 @@
 # package with its compiled core required (non-editable, so the installed
 # wheel is what gets timed) and the `bench` extra, builds the floor extension,
 # then runs the comparison (benchmarks/compare.py: table, targets, plot in
-# benchmarks/results/).
+# benchmarks/results/), then the thread benchmark (benchmarks/bench_threads.py:
+# thread scaling against the floor's, and sustained emit rates and RSS with
+# two emitting threads and a writer), on this interpreter and, when one is
+# found ($FT_PYTHON, python3.13t on PATH, or the one
+# scripts/build-freethreaded-python.sh caches), on free-threaded 3.13t with
+# the GIL off.  The thread figures go to build/bench-results/threads-*.json.
 #
 #   bash scripts/bench.sh                 # full comparison (a few minutes)
 #   bash scripts/bench.sh --quick         # smoke run (writes build/bench-results/)
@@ -41,4 +46,28 @@ if [ "${1:-}" = "pytest" ]; then
     shift
     exec "$VENV/bin/pytest" benchmarks/ "$@"
 fi
-exec "$VENV/bin/python" benchmarks/compare.py "$@"
+"$VENV/bin/python" benchmarks/compare.py "$@"
+
+quick=""
+for arg in "$@"; do [ "$arg" = "--quick" ] && quick="--quick"; done
+mkdir -p build/bench-results
+results="$(pwd)/build/bench-results"
+venv_python="$(cd "$VENV" && pwd)/bin/python"
+(cd benchmarks && "$venv_python" bench_threads.py $quick --json "$results/threads-gil.json")
+
+ft="${FT_PYTHON:-}"
+[ -n "$ft" ] || ft="$(command -v python3.13t || true)"
+[ -n "$ft" ] || ft="$HOME/.cache/freethreaded-python/3.13t/bin/python3.13t"
+if [ -x "$ft" ]; then
+    FT_VENV="${FT_VENV:-.venv-bench-ft}"
+    rm -rf "$FT_VENV"
+    "$ft" -m venv "$FT_VENV"
+    "$FT_VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$FT_VENV/bin/python" -m pip install --quiet --only-binary :all: "Cython>=3.1,<4" "setuptools>=64"
+    "$FT_VENV/bin/python" -m pip install --quiet --no-deps .
+    ft_python="$(cd "$FT_VENV" && pwd)/bin/python"
+    (cd benchmarks && "$ft_python" bench_threads.py $quick --json "$results/threads-ft.json")
+else
+    echo "(no free-threaded CPython found: set FT_PYTHON, or build one with" \
+         "bash scripts/build-freethreaded-python.sh)"
+fi
