@@ -10,12 +10,15 @@ The first two run the program exactly as ``python path/to/agent.py ...`` or
 options, same ``sys.argv``, ``sys.path`` and ``__main__``; on POSIX the
 launcher process *becomes* the program, with ``os.execve``), with one change:
 the directory of livekit_events' startup hook (``_autoinstall/``) is put
-first on ``PYTHONPATH``.  Its ``sitecustomize`` runs at the start of the
-program and of every Python process started from it (multiprocessing
-``spawn`` and ``forkserver`` children, as livekit-agents' job processes are,
-and subprocesses), and calls ``livekit_events.install()`` as soon as
-``livekit.rtc`` is imported there.  ``fork`` children inherit the installed
-methods from their parent.
+first on ``PYTHONPATH``, the rest of the variable kept as it is.  Its
+``sitecustomize`` runs at the start of the program and of every Python
+process started from it (multiprocessing ``spawn`` and ``forkserver``
+children, as livekit-agents' job processes are, and subprocesses), takes its
+directory off ``sys.path`` again, and calls ``livekit_events.install()`` as
+soon as ``livekit.rtc`` is imported there.  ``fork`` children inherit the
+installed methods from their parent.  Other interpreters that inherit the
+variable (Python 2, another virtual environment) only run their own
+``sitecustomize``.
 
 ``--check`` starts a Python process the same way, imports ``livekit.rtc`` (and
 ``livekit.agents`` if it is installed) there, and prints the
@@ -60,15 +63,24 @@ def hook_directory() -> str:
 
 
 def launch_environment(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    """``environ`` (default ``os.environ``) with the hook directory first on
-    ``PYTHONPATH`` (once)."""
+    """``environ`` (default ``os.environ``) with the hook directory put first
+    on ``PYTHONPATH``.  The rest of the variable is kept as it is, empty
+    entries (the working directory, to Python) included; if the hook directory
+    is first already (a launched program launching another), nothing changes."""
     env = dict(os.environ if environ is None else environ)
     hook = hook_directory()
-    entries = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    if not entries or os.path.abspath(entries[0]) != hook:
-        entries = [hook] + [entry for entry in entries if os.path.abspath(entry) != hook]
-    env["PYTHONPATH"] = os.pathsep.join(entries)
+    current = env.get("PYTHONPATH", "")
+    if not current:  # unset or empty: no entries, to Python 3
+        env["PYTHONPATH"] = hook
+    elif not _same_directory(current.split(os.pathsep)[0], hook):
+        env["PYTHONPATH"] = hook + os.pathsep + current
     return env
+
+
+def _same_directory(entry: str, directory: str) -> bool:
+    if not entry:  # the working directory: never the hook's, as the launcher wrote it
+        return False
+    return os.path.normcase(os.path.abspath(entry)) == os.path.normcase(directory)
 
 
 def _interpreter_options() -> List[str]:

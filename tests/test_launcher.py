@@ -7,13 +7,20 @@ The program reports, as JSON on its last line, what it saw: that it ran as
 ``livekit.rtc`` was imported (not before: the hook is lazy), and the same in
 its ``spawn``, ``forkserver`` and ``fork`` children.  The livekit-agents job
 processes are in test_livekit_agents.py.
+
+Other tests compare ``sys.path`` under the launcher with plain python's, and
+run other interpreters from a launched program (those found on ``PATH`` or
+with pyenv, and a virtual environment without livekit_events): the hook they
+inherit must be silent there and run their own ``sitecustomize``.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -274,10 +281,185 @@ def test_refuses_to_launch_where_the_hook_cannot_run(tmp_path: Path) -> None:
     assert "-E, -I or -S" in done.stderr
 
 
-def test_launch_environment_puts_the_hook_first_once() -> None:
+def test_launch_environment_adds_the_hook_and_keeps_the_rest_as_it_is() -> None:
     hook = launcher.hook_directory()
     assert os.path.isfile(os.path.join(hook, "sitecustomize.py"))
-    env = launcher.launch_environment({"PYTHONPATH": os.pathsep.join(["a", hook, "b"])})
-    assert env["PYTHONPATH"] == os.pathsep.join([hook, "a", "b"])
-    assert launcher.launch_environment(env)["PYTHONPATH"] == env["PYTHONPATH"]
-    assert launcher.launch_environment({})["PYTHONPATH"] == hook
+    sep = os.pathsep
+    for given, expected in [
+        (None, hook),
+        ("", hook),  # an empty PYTHONPATH adds nothing to sys.path
+        ("a", f"{hook}{sep}a"),
+        # Empty entries mean the working directory: kept, and in their place.
+        (f"{sep}a", f"{hook}{sep}{sep}a"),
+        (f"a{sep}", f"{hook}{sep}a{sep}"),
+        (f"a{sep}{sep}b", f"{hook}{sep}a{sep}{sep}b"),
+        (sep, f"{hook}{sep}{sep}"),
+        # The hook somewhere else is the user's: left where it is.
+        (f"a{sep}{hook}{sep}b", f"{hook}{sep}a{sep}{hook}{sep}b"),
+    ]:
+        environ = {"OTHER": "x"} if given is None else {"OTHER": "x", "PYTHONPATH": given}
+        env = launcher.launch_environment(environ)
+        assert env == {"OTHER": "x", "PYTHONPATH": expected}, given
+        # Launching from a launched program adds nothing more.
+        assert launcher.launch_environment(env) == env
+
+
+PATH_PROGRAM = """
+import json, subprocess, sys
+try:
+    import cwdmod
+    found = True
+except ImportError:
+    found = False
+child = subprocess.run(
+    [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"],
+    capture_output=True, text=True, check=True,
+)
+print(json.dumps({"path": sys.path, "cwdmod": found, "child": json.loads(child.stdout)}))
+"""
+
+
+@pytest.mark.parametrize(
+    "pythonpath", [None, "", "{sep}{lib}", "{lib}{sep}", "{lib}{sep}{sep}{lib}"]
+)
+def test_sys_path_is_what_python_gives(tmp_path: Path, pythonpath: Optional[str]) -> None:
+    """Under the launcher the program, and the Python processes it starts, get
+    the sys.path python itself gives them: the user's PYTHONPATH as it is
+    (an empty entry means the working directory), without the hook's directory."""
+    (tmp_path / "cwdmod.py").write_text("")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "program.py").write_text(PATH_PROGRAM)
+    (tmp_path / "lib").mkdir()
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath.format(sep=os.pathsep, lib=tmp_path / "lib")
+    plain = last_json(run(["app/program.py"], tmp_path, env))
+    launched = run(["-m", "livekit_events", "app/program.py"], tmp_path, env)
+    assert launched.stderr == ""
+    assert last_json(launched) == plain
+    # The modules of the working directory import when PYTHONPATH has an empty entry.
+    value = env.get("PYTHONPATH", "")
+    assert plain["cwdmod"] == (value != "" and "" in value.split(os.pathsep))
+    assert launcher.hook_directory() not in plain["path"] + plain["child"]
+
+
+def find_python(version: str) -> Optional[str]:
+    """An interpreter of that version (``python2.7`` on PATH, or one pyenv
+    has), or None."""
+    candidates: List[str] = []
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(on_path)
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        root = subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip()
+        if root:
+            for pattern in (version, f"{version}.*"):
+                candidates += sorted(
+                    glob.glob(os.path.join(root, "versions", pattern, "bin", f"python{version}"))
+                )
+    for candidate in candidates:
+        try:
+            done = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True, text=True, timeout=60,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0 and done.stdout.strip() == version:
+            return candidate
+    return None
+
+
+# Run by other interpreters (Python 2.7 included) started by a launched program.
+CHILD = """
+import json, sys, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import livekit.rtc
+import sitecustomize
+print(json.dumps({
+    "own": getattr(sitecustomize, "OWN", None),
+    "path": sys.path,
+    "warnings": [str(w.message) for w in caught],
+    "stub": livekit.rtc.STUB,
+}))
+"""
+
+# The launched program: runs CHILD with another interpreter, which inherits
+# its environment (PYTHONPATH with the hook's directory in it).
+SPAWNER = """
+import json, subprocess, sys
+child = subprocess.run([sys.argv[1], "-c", sys.argv[2]], capture_output=True, text=True)
+print(json.dumps({"returncode": child.returncode, "stdout": child.stdout, "stderr": child.stderr}))
+"""
+
+
+def write_own_site(directory: Path, marker: str) -> None:
+    """A sitecustomize of the user's (or a distribution's), and a stand-in for
+    livekit.rtc (the other interpreter has no livekit)."""
+    (directory / "sitecustomize.py").write_text(f"OWN = {marker!r}\n")
+    (directory / "livekit" / "rtc").mkdir(parents=True)
+    (directory / "livekit" / "__init__.py").write_text("")
+    (directory / "livekit" / "rtc" / "__init__.py").write_text("STUB = True\n")
+
+
+def assert_hook_is_silent_in(interpreter: str, cwd: Path, env: Dict[str, str], own: str) -> None:
+    spawner = run(["-m", "livekit_events", "spawner.py", interpreter, CHILD], cwd, env)
+    assert spawner.stderr == ""
+    child = last_json(spawner)
+    assert child["stderr"] == ""
+    assert child["returncode"] == 0
+    launched = json.loads(child["stdout"])
+    plain = subprocess.run(
+        [interpreter, "-c", CHILD], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert plain.returncode == 0 and plain.stderr == "", plain.stderr
+    assert launched == json.loads(plain.stdout)
+    assert launched["own"] == own  # the sitecustomize the hook shadows ran
+    assert launched["warnings"] == []
+    assert launcher.hook_directory() not in launched["path"]
+
+
+@pytest.mark.parametrize(
+    "version", ["2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+)
+def test_the_hook_is_silent_in_other_interpreters(tmp_path: Path, version: str) -> None:
+    """Python processes of other interpreters started by the program inherit
+    the hook: it runs their own sitecustomize and does nothing else, silently
+    (livekit_events is not supported there, or not installed)."""
+    interpreter = find_python(version)
+    if interpreter is None:
+        pytest.skip(f"no Python {version} found (on PATH or with pyenv)")
+    own = tmp_path / "own"
+    own.mkdir()
+    write_own_site(own, "own")
+    (tmp_path / "spawner.py").write_text(SPAWNER)
+    env = {**os.environ, "PYTHONPATH": str(own)}
+    importable = subprocess.run(
+        [interpreter, "-c", "import livekit_events"], cwd=tmp_path, env=env, capture_output=True
+    )
+    if importable.returncode == 0:
+        pytest.skip(f"livekit_events is installed for {interpreter}")
+    assert_hook_is_silent_in(interpreter, tmp_path, env, "own")
+
+
+def test_the_hook_is_silent_in_a_venv_without_livekit_events(tmp_path: Path) -> None:
+    """A program's subprocess in another virtual environment (this Python,
+    no livekit_events there) imports livekit.rtc: no warning, and the venv's
+    own sitecustomize runs."""
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    venv = tmp_path / "venv"
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=600)
+    bindir = "Scripts" if os.name == "nt" else "bin"
+    interpreter = str(venv / bindir / ("python.exe" if os.name == "nt" else "python"))
+    purelib = subprocess.run(
+        [interpreter, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    write_own_site(Path(purelib), "venv")
+    (tmp_path / "spawner.py").write_text(SPAWNER)
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    assert_hook_is_silent_in(interpreter, tmp_path, env, "venv")
