@@ -466,9 +466,10 @@ class _Handlers:
         version = self.version  # read before the dict: a later change makes it stale
         # With the GIL, tuple(values()) is one atomic step.  Free-threaded, an
         # iteration over a dict that another thread changes may skip entries
-        # (a resize moves them); dict.copy() holds the dict's lock throughout.
-        registrations = self.registrations.copy() if _FREE_THREADED else self.registrations
-        entries = tuple(registrations.values())
+        # (a resize moves them); list(values()) copies under the dict's lock
+        # and, unlike dict.copy(), compares no keys (no __eq__ runs).
+        values = self.registrations.values()
+        entries = tuple(list(values)) if _FREE_THREADED else tuple(values)
         self.snapshot = (version, entries)
         return entries
 
