@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import copyreg
 import functools
 import inspect
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -167,47 +169,74 @@ def registration_decorator(
 
 # -- copy and pickle ------------------------------------------------------------------
 #
-# An emitter's registrations live in its core, out of sight of copy and pickle;
-# whatever else the instance holds (its __dict__ and slots, or what a subclass's
-# __getstate__ returns) is copied and pickled by Python's usual rules.  Both
-# cores define __copy__, __deepcopy__ and __reduce_ex__ with these helpers.
+# An emitter's registrations live in its core, out of sight of copy and pickle.
+# Everything else follows Python's protocol as for a plain class:
+#
+# * ``__reduce_ex__`` (reduce_emitter) is object.__reduce_ex__'s: a subclass's
+#   own ``__reduce__`` wins; otherwise the instance is made by
+#   ``cls.__new__(cls, *args, **kwargs)`` (``__getnewargs_ex__`` or
+#   ``__getnewargs__``), its state is what ``__getstate__`` returns (the
+#   cores' own is object.__getstate__'s, without the core's slots), and a state
+#   setter puts that back as pickle does (never calling ``__setstate__`` with
+#   None), then the registrations.
+# * ``__copy__``/``__deepcopy__`` (copy_emitter) do what copy.copy and
+#   copy.deepcopy do for a class that defines neither: copyreg's dispatch
+#   table or ``__reduce_ex__(4)``, rebuilt as copy._reconstruct rebuilds it
+#   (plus the state setter, which copy._reconstruct lacks).
+#
+# A subclass's own __copy__, __deepcopy__ or __reduce_ex__ overrides the
+# core's by the usual attribute lookup.
+
+_OBJECT_REDUCE = object.__dict__["__reduce__"]
+# copyreg's own, so that pickle writes its NEWOBJ opcodes (typeshed lacks them).
+_NEWOBJ: Any = getattr(copyreg, "__newobj__")
+_NEWOBJ_EX: Any = getattr(copyreg, "__newobj_ex__")
 
 
-def instance_state(obj: Any) -> Any:
-    """The instance's own state, as ``copy``/``pickle`` would take it: what
-    its class's ``__getstate__`` returns, else its ``__dict__`` and slots (the
-    pure core's registry slot left out)."""
-    cls: Any = obj.__class__
-    getstate = getattr(cls, "__getstate__", None)
-    if getstate is not None and getattr(getstate, "__objclass__", None) is not object:
-        return obj.__getstate__()  # the subclass's own
-    state: Dict[str, Any] = dict(getattr(obj, "__dict__", None) or {})
+def default_instance_state(obj: Any, core: Any) -> Any:
+    """What ``object.__getstate__`` returns for ``obj`` (Python 3.11+), with
+    the slots of ``core`` (the core's own class) left out: ``None`` when the
+    instance has no attributes, its ``__dict__``, or ``(__dict__ or None,
+    {slot: value})`` when slots are set.  The cores' ``__getstate__``."""
+    instance_dict = getattr(obj, "__dict__", None)
+    state: Any = instance_dict if instance_dict else None
     slots: Dict[str, Any] = {}
-    for klass in cls.__mro__:
+    for klass in type(obj).__mro__:
+        if klass is core:
+            continue
         names: Any = klass.__dict__.get("__slots__", ())
         for name in [names] if isinstance(names, str) else list(names):
-            if name.startswith("__") and name.endswith("__"):
-                continue  # __dict__, __weakref__, the pure core's registry
-            if name.startswith("__"):
-                name = f"_{klass.__name__.lstrip('_')}{name}"  # a private name, mangled
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                stripped = klass.__name__.lstrip("_")
+                if stripped:
+                    name = f"_{stripped}{name}"  # a private name, mangled
             try:
                 slots[name] = getattr(obj, name)
             except AttributeError:
                 pass  # never set
-    return (state, slots) if slots else (state or None)
+    return (state, slots) if slots else state
 
 
 def restore_instance_state(obj: Any, state: Any) -> None:
-    """Put back what ``instance_state`` took (``__setstate__`` if defined)."""
-    if getattr(obj.__class__, "__setstate__", None) is not None:
-        obj.__setstate__(state)
+    """Put back an instance's state as pickle does: nothing for ``None``,
+    else ``__setstate__(state)`` if the object has one, else the ``__dict__``
+    update and the slots of a ``(dict, slots)`` pair."""
+    if state is None:
         return
-    if isinstance(state, tuple):
-        state, slots = cast("Tuple[Any, Dict[str, Any]]", state)
-        for name, value in (slots or {}).items():
-            setattr(obj, name, value)
+    setstate = getattr(obj, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+        return
+    slots: Any = None
+    if _is_tuple(state) and len(state) == 2:
+        state, slots = state
     if state:
         obj.__dict__.update(state)
+    if slots:
+        for name, value in slots.items():
+            setattr(obj, name, value)
 
 
 def new_instance(cls: Any) -> Any:
@@ -215,28 +244,114 @@ def new_instance(cls: Any) -> Any:
     return cls.__new__(cls)
 
 
-def reduce_emitter(emitter: Any, registrations: Any, restore: Any) -> Any:
-    """``__reduce_ex__`` for an emitter: made by ``new_instance(cls)``, then
-    ``restore(obj, (state, registrations))`` (the 6-tuple form's state setter,
-    so that a subclass's own ``__setstate__`` gets its own state only)."""
-    state = (instance_state(emitter), registrations)
-    return (new_instance, (emitter.__class__,), state, None, None, restore)
+def _new_arguments(obj: Any) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    # What object.__reduce_ex__ passes to cls.__new__ (with its errors).
+    result: Any
+    args: Any
+    kwargs: Any
+    getnewargs_ex = getattr(obj, "__getnewargs_ex__", None)
+    if getnewargs_ex is not None:
+        result = getnewargs_ex()
+        if not _is_tuple(result):
+            raise TypeError(f"__getnewargs_ex__ should return a tuple, not {_type_name(result)}")
+        if len(result) != 2:
+            raise ValueError(f"__getnewargs_ex__ should return a tuple of length 2, not {len(result)}")
+        args, kwargs = result
+        if not _is_tuple(args):
+            raise TypeError(
+                "first item of the tuple returned by __getnewargs_ex__ must be a tuple, "
+                f"not {_type_name(args)}"
+            )
+        if not _is_dict(kwargs):
+            raise TypeError(
+                "second item of the tuple returned by __getnewargs_ex__ must be a dict, "
+                f"not {_type_name(kwargs)}"
+            )
+        return args, kwargs
+    getnewargs = getattr(obj, "__getnewargs__", None)
+    if getnewargs is not None:
+        args = getnewargs()
+        if not _is_tuple(args):
+            raise TypeError(f"__getnewargs__ should return a tuple, not {_type_name(args)}")
+        return args, {}
+    return (), {}
 
 
-def copy_emitter(emitter: Any, memo: Optional[Dict[int, Any]], copy_registrations: Any) -> Any:
-    """``copy.copy`` (``memo`` None) or ``copy.deepcopy`` of an emitter: a new
-    instance with a copy of the instance's state and of the registrations, in
-    a registry of its own.  ``copy_registrations(new, memo)`` does the latter."""
-    new = new_instance(emitter.__class__)
-    state = instance_state(emitter)
+def _type_name(obj: Any) -> str:
+    return repr(type(obj).__name__)
+
+
+# isinstance() without narrowing: the values stay Any for the type checkers.
+def _is_tuple(obj: object) -> bool:
+    return isinstance(obj, tuple)
+
+
+def _is_dict(obj: object) -> bool:
+    return isinstance(obj, dict)
+
+
+def reduce_emitter(emitter: Any, export: Callable[[Any], Any], restore: Any) -> Any:
+    """``__reduce_ex__`` for an emitter (see above).  ``export(emitter)``
+    lists its registrations; ``restore(obj, (state, registrations))`` is the
+    6-tuple form's state setter, so that a subclass's own ``__setstate__``
+    gets its own state only."""
+    cls: Any = emitter.__class__
+    if getattr(cls, "__reduce__", None) is not _OBJECT_REDUCE:
+        return emitter.__reduce__()  # the subclass's own, as object.__reduce_ex__ calls it
+    args, kwargs = _new_arguments(emitter)
+    state = (emitter.__getstate__(), export(emitter))
+    if kwargs:
+        return (_NEWOBJ_EX, (cls, args, kwargs), state, None, None, restore)
+    if args:
+        return (_NEWOBJ, (cls, *args), state, None, None, restore)
+    return (new_instance, (cls,), state, None, None, restore)
+
+
+def copy_emitter(emitter: Any, memo: Optional[Dict[int, Any]]) -> Any:
+    """``copy.copy`` (``memo`` None) or ``copy.deepcopy`` of an emitter, as
+    the copy module makes it for a class without ``__copy__``/``__deepcopy__``."""
+    cls: Any = cast(Any, type(emitter))
+    reductor = copyreg.dispatch_table.get(cls)
+    rv: Any = reductor(emitter) if reductor is not None else emitter.__reduce_ex__(4)
+    if isinstance(rv, str):
+        return emitter  # a global's name: copy and deepcopy return the object itself
+    return _reconstruct(emitter, memo, *rv)
+
+
+def _reconstruct(
+    x: Any,
+    memo: Optional[Dict[int, Any]],
+    func: Any,
+    args: Any,
+    state: Any = None,
+    listiter: Any = None,
+    dictiter: Any = None,
+    state_setter: Any = None,
+) -> Any:
+    # copy._reconstruct's rules, and a reduce value's sixth item (the state
+    # setter, which pickle honours and copy._reconstruct doesn't take).
+    deep = memo is not None
+    if deep and args:
+        args = [copy.deepcopy(arg, memo) for arg in args]
+    y = func(*args)
     if memo is not None:
-        memo[id(emitter)] = new
-        state = copy.deepcopy(state, memo)
-    elif isinstance(state, dict):
-        state = copy.copy(cast("Dict[str, Any]", state))
-    restore_instance_state(new, state)
-    copy_registrations(new, memo)
-    return new
+        memo[id(x)] = y
+    if state is not None:
+        if deep:
+            state = copy.deepcopy(state, memo)
+        if state_setter is not None:
+            state_setter(y, state)
+        else:
+            restore_instance_state(y, state)
+    if listiter is not None:
+        for item in listiter:
+            y.append(copy.deepcopy(item, memo) if deep else item)
+    if dictiter is not None:
+        for key, value in dictiter:
+            if deep:
+                key, value = copy.deepcopy(key, memo), copy.deepcopy(value, memo)
+            y[key] = value
+    return y
 
 
 # -- listener-leak warning ------------------------------------------------------------
@@ -255,12 +370,19 @@ DEFAULT_MAX_LISTENERS = 1000
 
 
 def checked_max_listeners(limit: Any) -> int:
-    """``limit`` as the cores store it: ``None`` or 0 means unlimited (0)."""
+    """``limit`` as the cores store it, checked before anything is stored:
+    ``None`` or 0 means unlimited (0); a limit above ``sys.maxsize`` is
+    ``sys.maxsize`` (no event can have more handlers, so it never warns
+    either).  ``ValueError`` for anything but a non-negative ``int`` or None
+    (a ``bool`` included)."""
     if limit is None:
         return 0
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ValueError(f"max_listeners must be a non-negative int or None, not {limit!r}")
-    return limit
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ValueError(f"max_listeners must be a non-negative int or None, not {_short_repr(limit)}")
+    value = int.__index__(limit)  # its value as an int, whatever a subclass overrides
+    if value < 0:
+        raise ValueError(f"max_listeners must be a non-negative int or None, not {_short_repr(value)}")
+    return min(value, sys.maxsize)
 
 
 def warn_listener_leak(emitter: Any, event: Any, count: int, limit: int, stacklevel: int) -> None:
@@ -287,10 +409,48 @@ SLOW_HANDLER_ENV = "LIVEKIT_EVENTS_SLOW_HANDLER_THRESHOLD"
 #: A handler that keeps being slow is reported at most this often (seconds).
 SLOW_REPORT_INTERVAL = 60.0
 
+#: The largest threshold (seconds, about 31.7 years): a larger finite one is
+#: stored as this.  In nanoseconds it fits any core's clock arithmetic.
+MAX_SLOW_HANDLER_THRESHOLD = 1e9
+
 _slow_threshold: Optional[float] = None
 _slow_setters: List[Callable[[int], None]] = []  # each core's, given nanoseconds (0: off)
 _slow_reports: Dict[Any, List[float]] = {}  # handler key -> [last report time, suppressed]
 _slow_lock = threading.Lock()
+
+
+def checked_slow_threshold(seconds: Any) -> Optional[float]:
+    """``seconds`` as ``set_slow_handler_threshold`` stores it, checked before
+    anything is stored: ``None`` (off) for ``None`` or 0, else a float of at
+    most ``MAX_SLOW_HANDLER_THRESHOLD`` (a larger finite value, int or float,
+    is clamped to it).  ``ValueError`` for anything but a non-negative finite
+    ``int`` or ``float`` or None: a ``bool``, a string, NaN, infinity."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValueError(
+            "threshold must be a non-negative number of seconds or None, "
+            f"not {_short_repr(seconds)}"
+        )
+    if isinstance(seconds, int):
+        number = int.__index__(seconds)  # its value, whatever a subclass overrides
+        if number < 0:
+            raise ValueError(
+                f"threshold must be a non-negative number of seconds or None, not {_short_repr(number)}"
+            )
+        # Compared as an int: an int too large for a float is clamped, not an OverflowError.
+        value = MAX_SLOW_HANDLER_THRESHOLD if number > MAX_SLOW_HANDLER_THRESHOLD else float(number)
+    else:
+        value = float.__float__(seconds)
+        if value != value:
+            raise ValueError("threshold must be a number of seconds or None, not nan")
+        if value < 0:
+            raise ValueError(
+                f"threshold must be a non-negative number of seconds or None, not {value!r}"
+            )
+        if value == float("inf"):
+            raise ValueError("threshold must be finite, not inf (None or 0 turns detection off)")
+    return min(value, MAX_SLOW_HANDLER_THRESHOLD) if value else None
 
 
 def _threshold_ns(seconds: Optional[float]) -> int:
@@ -308,21 +468,22 @@ def set_slow_handler_threshold(seconds: Any) -> None:
     call that takes longer than ``seconds`` (rate-limited per handler).
     ``None`` or ``0`` turns it off (the default): then it costs nothing.
 
+    ``ValueError`` (and nothing changed) for anything but a non-negative
+    finite number or None; a threshold above ``1e9`` seconds is stored as
+    ``1e9`` (no call lasts that long).
+
     Works for ``EventEmitter`` and, with ``install()``, livekit's own emitters.
     The environment variable ``LIVEKIT_EVENTS_SLOW_HANDLER_THRESHOLD``
     (seconds) sets it when livekit_events is imported.
     """
     global _slow_threshold
-    if seconds is not None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ValueError(f"threshold must be a non-negative number of seconds or None, not {seconds!r}")
-        if seconds != seconds or seconds == float("inf"):
-            raise ValueError(f"threshold must be finite, not {seconds!r}")
+    threshold = checked_slow_threshold(seconds)
+    threshold_ns = _threshold_ns(threshold)
     with _slow_lock:
-        _slow_threshold = float(seconds) if seconds else None
+        _slow_threshold = threshold
         _slow_reports.clear()
         for setter in _slow_setters:
-            setter(_threshold_ns(_slow_threshold))
+            setter(threshold_ns)
 
 
 def get_slow_handler_threshold() -> Optional[float]:
@@ -331,17 +492,25 @@ def get_slow_handler_threshold() -> Optional[float]:
 
 
 def _slow_threshold_from_environment() -> None:
+    # Nothing read from the environment may stop the import: a value that
+    # isn't a valid threshold is ignored with a warning (logged instead when
+    # warnings are errors).  Empty or blank is the same as unset.
     value = os.environ.get(SLOW_HANDLER_ENV, "").strip()
     if not value:
         return
     try:
         set_slow_handler_threshold(float(value))
-    except ValueError:
-        warnings.warn(
-            f"livekit_events: ignoring {SLOW_HANDLER_ENV}={value!r} (expected seconds, e.g. 0.05)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        return
+    except ValueError:  # not a number, or not a threshold
+        pass
+    message = (
+        f"livekit_events: ignoring {SLOW_HANDLER_ENV}={_short_repr(value)} "
+        "(expected a non-negative finite number of seconds, e.g. 0.05)"
+    )
+    try:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    except Exception:  # the warning filter made it an error (python -W error)
+        logger.warning("%s", message)
 
 
 def describe_handler(callback: Any) -> str:
@@ -410,6 +579,15 @@ def log_handler_failure(event: Any, exc: BaseException) -> None:
         if failure is not exc and failure.__context__ is None:
             failure.__context__ = exc
         raise
+
+
+def _short_repr(obj: Any, limit: int = 80) -> str:
+    """``_safe_repr(obj)``, shortened to about ``limit`` characters (for
+    values a user passed, which may be megabytes long)."""
+    if type(obj) is int and obj.bit_length() > 128:  # repr may refuse (sys.int_info)
+        return f"{'-' if obj < 0 else ''}<an int of {obj.bit_length()} bits>"
+    text = _safe_repr(obj)
+    return text if len(text) <= limit else f"{text[: limit - 20]}...{text[-12:]} ({len(text)} characters)"
 
 
 def _safe_repr(obj: Any) -> str:

@@ -83,8 +83,6 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int32_t, uint32_t, int64_t
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
-import copy as _copy
-import functools as _functools
 import inspect as _inspect
 import keyword as _keyword
 import types as _types
@@ -92,8 +90,8 @@ import weakref as _weakref
 
 from ._common import (
     ALL_ARGUMENTS, DEFAULT_MAX_LISTENERS, arity_error, checked_max_listeners, copy_emitter,
-    log_handler_failure, reduce_emitter, register_slow_threshold_setter, registration_decorator,
-    report_slow_handler, restore_instance_state, warn_listener_leak)
+    default_instance_state, log_handler_failure, reduce_emitter, register_slow_threshold_setter,
+    registration_decorator, report_slow_handler, restore_instance_state, warn_listener_leak)
 from ._common import describe_callback as _describe_slow
 
 cdef extern from "Python.h":
@@ -593,9 +591,10 @@ cdef extern from *:
     int64_t lke_now() noexcept
 
 
-def _set_slow_threshold(long long threshold_ns):
+def _set_slow_threshold(threshold_ns):
+    # Nanoseconds (0 or less: off), clamped to what the C variable holds.
     global lke_slow_ns
-    lke_slow_ns = threshold_ns if threshold_ns > 0 else 0
+    lke_slow_ns = min(max(threshold_ns, 0), 0x7FFFFFFFFFFFFFFF)
 
 
 register_slow_threshold_setter(_set_slow_threshold)
@@ -893,14 +892,15 @@ cdef int _register(EmitterCore self, object event, object stored, object key,
 
 
 cdef Py_ssize_t _listener_limit(EmitterCore self) except -1:
-    # set_max_listeners(n) for this emitter, else the class's max_listeners.
+    # set_max_listeners(n) for this emitter, else the class's max_listeners
+    # (checked as set_max_listeners checks it).
     if self.listener_limit >= 0:
         return self.listener_limit
     value = _PyType_Lookup(Py_TYPE_ptr(<PyObject *>self), "max_listeners")
     if value is NULL or <object>value is None:
         return 0
-    if type(<object>value) is int:
-        return max(<Py_ssize_t><object>value, 0)
+    if type(<object>value) is int and 0 <= <object>value <= PY_SSIZE_T_MAX:
+        return <Py_ssize_t><object>value
     return checked_max_listeners(<object>value)
 
 
@@ -1308,15 +1308,19 @@ cdef class EmitterCore:
 
     @cython.binding(False)
     def __copy__(self):
-        return copy_emitter(self, None, _functools.partial(_copy_registrations, self))
+        return copy_emitter(self, None)
 
     @cython.binding(False)
     def __deepcopy__(self, memo):
-        return copy_emitter(self, memo, _functools.partial(_copy_registrations, self))
+        return copy_emitter(self, memo)
 
     @cython.binding(False)
     def __reduce_ex__(self, protocol):
-        return reduce_emitter(self, export_registrations(self), restore_emitter)
+        return reduce_emitter(self, export_registrations, restore_emitter)
+
+    @cython.binding(False)
+    def __getstate__(self):
+        return default_instance_state(self, EmitterCore)
 
 
 # once needs no wrapper when self.on and self.off are these very methods.
@@ -1368,13 +1372,6 @@ def import_registrations(EmitterCore emitter not None, registrations):
                               _make_wrapper(emitter, event, callback, accepted, required, weak))
         else:
             _register_callback(emitter, event, callback, weak, once)
-
-
-def _copy_registrations(source, target, memo):
-    registrations = export_registrations(source)
-    if memo is not None:
-        registrations = _copy.deepcopy(registrations, memo)
-    import_registrations(target, registrations)
 
 
 def restore_emitter(emitter, state):

@@ -41,8 +41,6 @@ the top of _core_c.pyx).
 
 from __future__ import annotations
 
-import copy
-import functools
 import inspect
 import itertools
 import keyword
@@ -58,6 +56,7 @@ from ._common import (
     arity_error,
     checked_max_listeners,
     copy_emitter,
+    default_instance_state,
     log_handler_failure,
     reduce_emitter,
     register_slow_threshold_setter,
@@ -514,8 +513,9 @@ _slow_ns = 0
 
 
 def _set_slow_threshold(threshold_ns: int) -> None:
+    # Nanoseconds (0 or less: off), clamped as the compiled core's C variable is.
     global _slow_ns
-    _slow_ns = max(threshold_ns, 0)
+    _slow_ns = min(max(threshold_ns, 0), 0x7FFFFFFFFFFFFFFF)
 
 
 register_slow_threshold_setter(_set_slow_threshold)
@@ -675,13 +675,16 @@ class EmitterCore:
         return {e: _listed(h) for e, h in _in_order(self) if h.registrations}
 
     def __copy__(self) -> Any:
-        return copy_emitter(self, None, functools.partial(_copy_registrations, self))
+        return copy_emitter(self, None)
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> Any:
-        return copy_emitter(self, memo, functools.partial(_copy_registrations, self))
+        return copy_emitter(self, memo)
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
-        return reduce_emitter(self, export_registrations(self), restore_emitter)
+        return reduce_emitter(self, export_registrations, restore_emitter)
+
+    def __getstate__(self) -> Any:
+        return default_instance_state(self, EmitterCore)
 
 
 _CORE_ON = EmitterCore.on
@@ -822,13 +825,6 @@ def import_registrations(emitter: Any, registrations: Any) -> None:
             _register(emitter, event, Registration(wrapper, wrapper, limit, required, False))
         else:
             _register_callback(emitter, event, callback, weak, once)
-
-
-def _copy_registrations(source: EmitterCore, target: EmitterCore, memo: Any) -> None:
-    registrations = export_registrations(source)
-    if memo is not None:
-        registrations = copy.deepcopy(registrations, memo)
-    import_registrations(target, registrations)
 
 
 def registry_state(emitter: EmitterCore, event: Any) -> Dict[str, int]:

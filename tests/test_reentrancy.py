@@ -99,7 +99,8 @@ cls = core.EmitterCore
 bad_selves = [object(), 1, "s", None, core.OnceWrapper.__new__(core.OnceWrapper)]
 arguments = [(), ("x",), ("x", print), ("x", print, 1)]
 names = sorted(n for n in dir(cls) if callable(getattr(cls, n, None))
-               and (not n.startswith("__") or n in ("__copy__", "__deepcopy__", "__reduce_ex__")))
+               and (not n.startswith("__")
+                    or n in ("__copy__", "__deepcopy__", "__reduce_ex__", "__getstate__")))
 report = {}
 for name in names:
     method = cls.__dict__.get(name) or getattr(cls, name)

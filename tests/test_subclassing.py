@@ -8,6 +8,7 @@ the compiled core and the pure-Python twin.
 from __future__ import annotations
 
 import copy
+import copyreg
 import inspect
 import pickle
 import threading
@@ -438,3 +439,308 @@ def test_callback_whose_signature_cannot_be_read_is_accepted_and_gets_every_argu
         emitter.on("e", callback)
         emitter.emit("e", 1, 2, 3)
         assert callback.calls[-1] == (1, 2, 3)
+
+
+# -- copy and pickle follow Python's protocol for a subclass --------------------------------
+#
+# Each scenario is a subclass with one of the protocol's hooks, built on the
+# core under test and on a plain Python class (livekit's EventEmitter, or a
+# stand-in when livekit isn't installed).  copy.copy, copy.deepcopy and
+# pickle must call the same hooks with the same values, and give the same
+# attributes, on all three.  Only the emitter's registrations are extra: they
+# follow the copy when the core's own reduce made it.
+
+CALLS: List[Any] = []  # what the hooks saw (module level: pickle needs the classes there)
+
+
+def _reference_base() -> Any:
+    try:
+        from livekit.rtc import EventEmitter as base
+    except ImportError:  # livekit's shape: a plain class with an `_events` dict
+
+        class base:  # type: ignore[no-redef]
+            def __init__(self) -> None:
+                self._events: Dict[Any, Any] = {}
+
+    return base
+
+
+def rebuild(cls: Any, tag: Any) -> Any:
+    """A reduce value's callable (module level)."""
+    CALLS.append(("rebuild", tag))
+    obj = cls.__new__(cls)
+    obj.tag = tag
+    return obj
+
+
+def _setstate_without_attributes(base: Any) -> Any:
+    class C(base):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:  # no attributes at all (livekit's _events neither)
+            pass
+
+        def __setstate__(self, state: Dict[str, Any]) -> None:
+            CALLS.append(("setstate", state))
+            self.__dict__.update(state)
+
+    return C
+
+
+def _setstate_with_attributes(base: Any) -> Any:
+    class C(base):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            self.x = 1
+
+        def __setstate__(self, state: Dict[str, Any]) -> None:
+            CALLS.append(("setstate", dict(state)))
+            self.__dict__.update(state)
+
+    return C
+
+
+def _slots_and_setstate(base: Any) -> Any:
+    class C(base):  # type: ignore[misc,valid-type]
+        __slots__ = ("a",)
+
+        def __init__(self) -> None:
+            self.a = 1
+
+        def __setstate__(self, state: Any) -> None:
+            CALLS.append(("setstate", state))
+            for name, value in state[1].items():
+                setattr(self, name, value)
+
+    return C
+
+
+def _getstate_returns_none(base: Any) -> Any:
+    class C(base):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            self.x = 1
+
+        def __getstate__(self) -> Any:
+            CALLS.append(("getstate",))
+            return None
+
+        def __setstate__(self, state: Any) -> None:
+            CALLS.append(("setstate", state))
+
+    return C
+
+
+def _getstate_returns_empty(base: Any) -> Any:
+    class C(base):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            self.x = 1
+
+        def __getstate__(self) -> Any:
+            CALLS.append(("getstate",))
+            return {}
+
+        def __setstate__(self, state: Any) -> None:
+            CALLS.append(("setstate", state))
+
+    return C
+
+
+def _getstate_calls_super(base: Any) -> Any:
+    class C(base):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            self.x = 1
+
+        def __getstate__(self) -> Any:
+            state = super().__getstate__()  # object's (3.11+), or the core's
+            CALLS.append(("getstate", state))
+            return state
+
+    return C
+
+
+def _own_reduce(base: Any) -> Any:
+    class C(base):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            self.x = 1
+
+        def __reduce__(self) -> Any:
+            CALLS.append(("reduce",))
+            return (rebuild, (type(self), "reduce"))
+
+    return C
+
+
+def _own_reduce_ex(base: Any) -> Any:
+    class C(base):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            self.x = 1
+
+        def __reduce_ex__(self, protocol: Any) -> Any:
+            CALLS.append(("reduce_ex", protocol))
+            return (rebuild, (type(self), "reduce_ex"))
+
+    return C
+
+
+def _own_copy_hooks(base: Any) -> Any:
+    class C(base):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            self.x = 1
+
+        def __copy__(self) -> Any:
+            return rebuild(type(self), "copy")
+
+        def __deepcopy__(self, memo: Any) -> Any:
+            return rebuild(type(self), "deepcopy")
+
+    return C
+
+
+def _new_with_arguments(base: Any) -> Any:
+    class C(base):  # type: ignore[misc,valid-type]
+        def __new__(cls, name: str) -> Any:
+            CALLS.append(("new", name))
+            return super().__new__(cls)
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __getnewargs__(self) -> Tuple[str]:
+            return (self.name,)
+
+    return C
+
+
+def _new_with_keywords(base: Any) -> Any:
+    class C(base):  # type: ignore[misc,valid-type]
+        def __new__(cls, *, name: str) -> Any:
+            CALLS.append(("new", name))
+            return super().__new__(cls)
+
+        def __init__(self, *, name: str) -> None:
+            self.name = name
+
+        def __getnewargs_ex__(self) -> Any:
+            return (), {"name": self.name}
+
+    return C
+
+
+def _make(cls: Any) -> Any:
+    if cls.__name__.startswith("_new_with"):
+        return cls(name="lobby")
+    return cls()
+
+
+PROTOCOL_OPERATIONS: Dict[str, Callable[[Any], Any]] = {
+    "copy": copy.copy,
+    "deepcopy": copy.deepcopy,
+    "pickle": lambda obj: pickle.loads(pickle.dumps(obj)),
+}
+
+_X = {"x": 1}
+_DEFAULT = pickle.DEFAULT_PROTOCOL
+# scenario -> (what the hooks saw, attributes of the result) per operation; None:
+# as for copy.  "registrations": whether the result has the original's.
+PROTOCOL_SCENARIOS: Dict[Any, Dict[str, Any]] = {
+    _setstate_without_attributes: {"copy": ([], {}), "registrations": True},
+    _setstate_with_attributes: {"copy": ([("setstate", _X)], _X), "registrations": True},
+    _slots_and_setstate: {
+        "copy": ([("setstate", (None, {"a": 1}))], {"a": 1}),
+        "registrations": True,
+    },
+    _getstate_returns_none: {"copy": ([("getstate",)], {}), "registrations": True},
+    _getstate_returns_empty: {
+        "copy": ([("getstate",), ("setstate", {})], {}),
+        "registrations": True,
+    },
+    _getstate_calls_super: {"copy": ([("getstate", _X)], _X), "registrations": True},
+    _own_reduce: {"copy": ([("reduce",), ("rebuild", "reduce")], {"tag": "reduce"})},
+    _own_reduce_ex: {
+        "copy": ([("reduce_ex", 4), ("rebuild", "reduce_ex")], {"tag": "reduce_ex"}),
+        "pickle": ([("reduce_ex", _DEFAULT), ("rebuild", "reduce_ex")], {"tag": "reduce_ex"}),
+    },
+    _own_copy_hooks: {
+        "copy": ([("rebuild", "copy")], {"tag": "copy"}),
+        "deepcopy": ([("rebuild", "deepcopy")], {"tag": "deepcopy"}),
+        "pickle": ([], _X),
+        "registrations": "pickle",
+    },
+    _new_with_arguments: {"copy": ([("new", "lobby")], {"name": "lobby"}), "registrations": True},
+    _new_with_keywords: {"copy": ([("new", "lobby")], {"name": "lobby"}), "registrations": True},
+}
+
+
+def _module_level(factory: Any, base: Any) -> Any:
+    name = f"{factory.__name__}_{id(base)}"
+    cls = globals().get(name)
+    if cls is None:
+        cls = factory(base)
+        cls.__name__ = cls.__qualname__ = name
+        cls.__module__ = __name__
+        cls = globals().setdefault(name, cls)
+    return cls
+
+
+def _attributes(obj: Any) -> Dict[str, Any]:
+    found = {k: v for k, v in vars(obj).items() if k != "_events"}
+    if hasattr(obj, "a"):  # the slots scenario's
+        found["a"] = obj.a
+    return found
+
+
+def _observe(cls: Any, operation: str, emitter: bool) -> Tuple[List[Any], Dict[str, Any], Any]:
+    original = _make(cls)
+    if emitter:
+        original.on("e", module_handler)
+        original.once("e", print)
+    del CALLS[:]
+    result = PROTOCOL_OPERATIONS[operation](original)
+    assert type(result) is cls
+    listeners = result.listeners("e") if emitter else None
+    return list(CALLS), _attributes(result), listeners
+
+
+@pytest.mark.thread_unsafe  # CALLS, and pickle needs the classes at module level
+@pytest.mark.parametrize("operation", list(PROTOCOL_OPERATIONS))
+@pytest.mark.parametrize("scenario", list(PROTOCOL_SCENARIOS), ids=lambda f: f.__name__.strip("_"))
+def test_copy_and_pickle_follow_pythons_protocol_for_a_subclass(
+    EventEmitter: Any, scenario: Any, operation: str
+) -> None:
+    expected = PROTOCOL_SCENARIOS[scenario]
+    calls, attributes, listeners = _observe(_module_level(scenario, EventEmitter), operation, True)
+    assert (calls, attributes) == expected.get(operation, expected["copy"])
+    kept = expected.get("registrations", False)
+    assert listeners == ([module_handler, print] if kept in (True, operation) else [])
+    if scenario is _getstate_calls_super and not hasattr(object, "__getstate__"):
+        return  # object.__getstate__ is 3.11+: a plain class can't call it before
+    reference = _observe(_module_level(scenario, _reference_base()), operation, False)
+    assert (calls, attributes) == reference[:2]
+
+
+@pytest.mark.thread_unsafe  # copyreg's dispatch table is process-wide
+@pytest.mark.parametrize("operation", list(PROTOCOL_OPERATIONS))
+def test_copy_and_pickle_use_copyregs_dispatch_table(EventEmitter: Any, operation: str) -> None:
+    cls = _module_level(_setstate_with_attributes, EventEmitter)
+
+    def reducer(obj: Any) -> Any:
+        CALLS.append(("reducer",))
+        return (rebuild, (type(obj), "copyreg"))
+
+    copyreg.pickle(cls, reducer)
+    try:
+        calls, attributes, listeners = _observe(cls, operation, True)
+    finally:
+        del copyreg.dispatch_table[cls]
+    assert calls == [("reducer",), ("rebuild", "copyreg")]
+    assert attributes == {"tag": "copyreg"} and listeners == []
+
+
+def test_getstate_of_the_core_is_the_instance_state_only(EventEmitter: Any) -> None:
+    class Slotted(EventEmitter[str]):  # type: ignore[misc]
+        __slots__ = ("a",)
+
+    emitter = Slotted()
+    emitter.on("e", print)
+    assert emitter.__getstate__() is None
+    emitter.a = 1
+    assert emitter.__getstate__() == (None, {"a": 1})
+    emitter.x = 2
+    assert emitter.__getstate__() == ({"x": 2}, {"a": 1})
