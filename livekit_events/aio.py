@@ -2,8 +2,8 @@
 
 All of them work with any emitter that has ``on(event, callback)`` and
 ``off(event, callback)``: ``livekit_events.EventEmitter`` and its subclasses,
-and ``livekit.rtc.EventEmitter`` (``Room``, ``Participant``, ...) as well,
-with or without ``livekit_events.install()``.  What they register on the
+and ``livekit.rtc.EventEmitter`` (``Room``, its only subclass in
+``livekit.rtc``) as well, with or without ``livekit_events.install()``.  What they register on the
 emitter is a plain synchronous callable.
 
 ``wait_for(emitter, event, timeout=None, predicate=None)``
@@ -25,7 +25,9 @@ emission happens (inside ``emit``, in the emitting thread, as a handler
 would), and so does each helper's overflow policy: an emission from another
 thread is added to a bounded buffer there, and the loop is handed at most one
 callback at a time per stream or handler, however fast the thread emits.
-Once the loop is closed, emissions from other threads are dropped.
+Once the loop is closed, emissions from other threads are dropped.  A
+``TaskHandlers`` starts a task only on its loop's thread while that loop runs,
+and never once the loop's tasks have been cancelled at its end.
 
 Cleanup: ``wait_for`` removes its handler when it returns, raises, times out
 or is cancelled.  An ``EventStream`` removes its handler when it is closed:
@@ -74,9 +76,11 @@ from ._common import (
     ALL_ARGUMENTS,
     _callable_layers,  # pyright: ignore[reportPrivateUsage]
     _is_async_callable,  # pyright: ignore[reportPrivateUsage]
+    _safe_repr,  # pyright: ignore[reportPrivateUsage]
     arity_error,
     describe_callback,
     log_handler_failure,
+    logger,
     read_arity,
 )
 from ._emitter import EventEmitter
@@ -138,8 +142,8 @@ EventArgs = Tuple[Any, ...]
 class SupportsOnOff(Protocol):
     """Another emitter the helpers accept: ``on``/``off`` shaped as livekit's.
 
-    ``livekit.rtc.EventEmitter`` (and so ``Room``, ``Participant``, ...)
-    matches.  For a ``livekit_events.EventEmitter[E]`` the helpers check the
+    ``livekit.rtc.EventEmitter`` (and so ``Room``, its only subclass in
+    ``livekit.rtc``) matches.  For a ``livekit_events.EventEmitter[E]`` the helpers check the
     event name against ``E``; for these they accept any event: pyright cannot
     solve a literal event type through a protocol (it widens it to ``str``),
     so checking there would reject correct code.
@@ -828,6 +832,11 @@ def _current_task() -> Optional[asyncio.Task[Any]]:
         return None
 
 
+# The loop running in this thread, or None (no exception: it is on the path
+# of every emission).
+_get_running_loop = asyncio.events._get_running_loop
+
+
 class _Registration:
     """One async handler of a ``TaskHandlers``: its queue and its tasks.
 
@@ -844,8 +853,12 @@ class _Registration:
     - ``latest``: ``pending`` keeps the newest emission only; one task at a
       time runs a call, and a newer emission cancels it.
 
-    Another thread hands the loop at most one ``pump`` callback at a time.
-    Tasks and their bookkeeping live on the loop's thread.
+    Another thread hands the loop at most one ``pump`` callback at a time,
+    and so does the loop's own thread while the loop is not running.  Tasks
+    and their bookkeeping live on the loop's thread, and a task is only ever
+    started by ``_start`` (the direct relay inlines the same test): on the
+    thread running the loop, and while ``cancelled`` is false, which it is
+    from the moment the owner's watch is cancelled (the loop's end).
     """
 
     __slots__ = (
@@ -870,7 +883,6 @@ class _Registration:
         "scheduled",
         "started",
         "tasks",
-        "thread",
     )
 
     def __init__(
@@ -888,7 +900,6 @@ class _Registration:
         assert owner.loop is not None
         self.owner = owner
         self.loop: asyncio.AbstractEventLoop = owner.loop
-        self.thread = owner.thread
         self.event = event
         self.callback = callback
         self.name = _describe(callback)
@@ -939,26 +950,28 @@ class _Registration:
         return checked_relay
 
     def _direct_relay(self, required: int) -> Callable[..., None]:
-        # concurrent without a limit: on the loop's thread, with nothing
-        # waiting, the task is started right here (the common case, kept to
-        # one frame); everything else goes through push.
+        # concurrent without a limit: in the running loop's thread, with
+        # nothing waiting, the task is started right here (the common case,
+        # kept to one frame: _start inlined, with the same test); everything
+        # else goes through push.
         push, call = self.push, self._call
-        get_ident, thread = threading.get_ident, self.thread
-        create_task, add = self.loop.create_task, self.tasks.add
+        loop, running_loop = self.loop, _get_running_loop
+        create_task, add = loop.create_task, self.tasks.add
         event, callback = self.event, self.callback
         registration = self
 
         def direct_relay(*args: Any) -> None:
             if len(args) < required:
                 raise arity_error(event, callback, required, len(args))
-            if get_ident() != thread or registration.pending or not registration.accepting:
+            if (
+                running_loop() is not loop
+                or registration.cancelled
+                or registration.pending
+                or not registration.accepting
+            ):
                 push(args)
                 return
-            try:
-                task = create_task(call(args))
-            except RuntimeError:  # the loop is closed
-                push(args)
-                return
+            task = create_task(call(args))
             if not task.done():  # an eager task factory may have run it to the end
                 add(task)
 
@@ -967,13 +980,22 @@ class _Registration:
     # -- producer side (any thread) ---------------------------------------
 
     def push(self, args: EventArgs) -> None:
-        on_loop = threading.get_ident() == self.thread
+        # On the loop's thread while it runs; anywhere else (another thread,
+        # or the loop's own while it is stopped) the emission waits for a pump.
+        on_loop = _get_running_loop() is self.loop
         if on_loop and self.mode != "latest" and self.accepting and not self.cancelled:
             if self.pending:
                 self.fill()
             if not self.pending and (self.direct or self._free_slot()):
-                self._start(self._call(args) if self.direct else self._work(args))
+                self._start(self._call if self.direct else self._work, args)
                 return
+        if self.cancelled and self.owner.ending:
+            logger.debug(
+                "TaskHandlers: event %s not run by %s: its event loop is shutting down",
+                _safe_repr(self.event),
+                self.name,
+            )
+            return
         # Under the lock nothing is created or released (no finalizer, no
         # garbage collection, no user code can run while it is held): a
         # dropped emission is released, and the error made, after it.
@@ -1026,7 +1048,8 @@ class _Registration:
                     if not self.pending:
                         return
                     args = self.pending.popleft()
-                self._start(self._call(args))
+                if self._start(self._call, args) is None:
+                    return
         elif self.mode == "latest":
             self._kick_latest()
         else:
@@ -1035,7 +1058,7 @@ class _Registration:
                     if not self.pending:
                         return
                     args = self.pending.popleft()
-                if self._start(self._work(args)) is None:
+                if self._start(self._work, args) is None:
                     return
 
     def _free_slot(self) -> bool:
@@ -1044,13 +1067,22 @@ class _Registration:
         self._sweep()
         return len(self.tasks) < self.limit
 
-    def _start(self, coro: Coroutine[Any, Any, None]) -> Optional[asyncio.Task[None]]:
-        try:
-            task = self.loop.create_task(coro)
-        except RuntimeError:  # the loop is closed
-            coro.close()
+    def _start(
+        self, work: Callable[..., Coroutine[Any, Any, None]], *args: Any
+    ) -> Optional[asyncio.Task[None]]:
+        """Start ``work(*args)`` in a task: the only place a task is started.
+
+        Only in the thread running the owner's loop, and not once the work is
+        cancelled (closed, removed, or the loop's tasks were cancelled at its
+        end: a task started then would outlive the loop).  Otherwise nothing
+        is started, and no coroutine is created.
+        """
+        if self.cancelled:
+            return None
+        if _get_running_loop() is not self.loop:  # stopped or closed: nothing would run it
             self.drop_work()
             return None
+        task = self.loop.create_task(work(*args))
         if not task.done():  # an eager task factory may have run it to the end
             self.tasks.add(task)
         return task
@@ -1062,11 +1094,13 @@ class _Registration:
             self.started = self.cancel_requested = False
         if task is None:
             if self.pending:
-                self.current = self._start(self._latest_call())
-        elif self.started and not self.cancel_requested:
-            # The newest emission replaces the running call: stop it; the
-            # newest starts once it has finished (never two at once).  A call
-            # that has not started yet takes the newest emission itself.
+                self.current = self._start(self._latest_call)
+        elif self.started and not self.cancel_requested and self.pending:
+            # A newer emission waits: it replaces the running call, which is
+            # stopped; the newer one starts once it has finished (never two
+            # at once).  A call that has not started yet takes the newest
+            # emission itself.  With nothing newer waiting (a drain looking
+            # for work), the running call goes on.
             self.cancel_requested = True
             task.cancel()
 
@@ -1227,6 +1261,55 @@ class _Registration:
         return [task for task in self.tasks if task is not spare]
 
 
+def _let_watch_return(released: asyncio.Future[None]) -> None:
+    if not released.done():
+        released.set_result(None)
+
+
+async def _wait_for_release(released: asyncio.Future[None]) -> None:
+    await released
+
+
+class _Watch(asyncio.Task[None]):
+    """An open owner's watch: a task of its own that only waits, there to be
+    cancelled.
+
+    ``asyncio.run`` (and ``asyncio.Runner``, and most hand-written
+    shutdowns) cancel every task of the loop once the main coroutine has
+    returned, then run the loop a while longer (the cancelled tasks' cleanup,
+    the async generators' and the default executor's shutdown), then close
+    it.  An emission in that time, from a cancelled task's ``finally`` block
+    or from another thread, must not start a call: nothing would cancel or
+    await its task, which would outlive the loop.  asyncio tells nobody that
+    this phase has begun, except by cancelling the tasks; so the owner keeps
+    one.  Its ``cancel`` ends the owner's work at once (before any of the
+    cancelled tasks runs its cleanup, and whether or not this task has
+    started), and when it has ended, the owner is closed.  Released (it
+    returns) when the owner is closed.
+    """
+
+    def __init__(
+        self, owner: _Owner, loop: asyncio.AbstractEventLoop, released: asyncio.Future[None]
+    ) -> None:
+        self.owner: Optional[_Owner] = owner  # None once released
+        self.released = released
+        super().__init__(_wait_for_release(released), loop=loop, name="TaskHandlers watch")
+        self.add_done_callback(owner.watch_ended)
+        # A loop closed without cancelling its tasks abandons this one too;
+        # it holds no call of the user's, so don't report it destroyed.
+        try:
+            self._log_destroy_pending = False
+        except AttributeError:  # pragma: no cover - every CPython Task has it
+            pass
+
+    def cancel(self, *args: Any, **kwargs: Any) -> bool:
+        owner = self.owner
+        if owner is not None and not self.done():
+            self.owner = None
+            owner.loop_ending()
+        return super().cancel(*args, **kwargs)
+
+
 class _Owner:
     """A ``TaskHandlers``' state.  The relays and tasks hold this, never the
     ``TaskHandlers`` itself, so the emitter never keeps the owner alive and
@@ -1235,6 +1318,7 @@ class _Owner:
     __slots__ = (
         "closed",
         "emitter",
+        "ending",
         "failure",
         "failure_raised",
         "host",
@@ -1244,6 +1328,7 @@ class _Owner:
         "registrations",
         "retired",
         "thread",
+        "watch",
     )
 
     def __init__(self, emitter: AnyEmitter) -> None:
@@ -1258,10 +1343,74 @@ class _Owner:
         self.host_cancelled = False
         self.failure: Optional[BaseException] = None
         self.failure_raised = False
+        self.ending = False  # the watch was cancelled: the loop is shutting down
+        self.watch: Optional[_Watch] = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.thread = threading.get_ident()
+
+    def keep_watch(self) -> None:
+        """Start the watch once the owner has a handler (from any thread:
+        the watch starts on the loop's)."""
+        loop = self.loop
+        if loop is None or self.watch is not None or self.closed:
+            return
+        if _get_running_loop() is not loop:
+            try:
+                loop.call_soon_threadsafe(self.keep_watch)
+            except RuntimeError:  # the loop is closed
+                pass
+            return
+        released = loop.create_future()
+        watch = _Watch(self, loop, released)
+        with self.lock:
+            keep = self.watch is None and not self.closed
+            if keep:
+                self.watch = watch
+        if not keep:  # closed meanwhile (another thread), or started twice
+            watch.owner = None
+            _let_watch_return(released)
+
+    def release_watch(self) -> None:
+        """The owner is closed: let its watch return (any thread)."""
+        watch = self.watch
+        if watch is None or watch.owner is None:
+            return
+        watch.owner = None
+        if _get_running_loop() is watch.get_loop():
+            _let_watch_return(watch.released)
+            return
+        try:
+            watch.get_loop().call_soon_threadsafe(_let_watch_return, watch.released)
+        except RuntimeError:  # the loop is closed
+            pass
+
+    def loop_ending(self) -> None:
+        """The watch is being cancelled: the loop is shutting down.  From now
+        on no task starts (``watch_ended`` closes the owner).  Called inside
+        the ``cancel()`` of whoever cancels the loop's tasks: sets flags,
+        nothing else."""
+        with self.lock:
+            self.ending = self.closed = True
+            registrations = [*self.registrations.values(), *self.retired]
+        for registration in registrations:
+            registration.cancelled = True
+
+    def watch_ended(self, watch: asyncio.Task[None]) -> None:
+        """The watch's done callback: cancelled at the loop's end, it closes
+        the owner, as leaving its block by a cancellation would."""
+        if not self.ending:  # released: the owner was closed
+            return
+        logger.debug("TaskHandlers closed: its event loop is shutting down")
+        try:
+            self.shutdown()
+        except Exception as exc:  # an `off` that raised
+            self.internal_error("removing a handler failed", exc)
+
+    def unfinished_watch(self, spare: Optional[asyncio.Task[Any]]) -> List[asyncio.Task[None]]:
+        watch = self.watch
+        return [] if watch is None or watch.done() or watch is spare else [watch]
 
     def all_registrations(self) -> List[_Registration]:
         with self.lock:
@@ -1305,6 +1454,7 @@ class _Owner:
         """Close: remove every relay from the emitter (any thread)."""
         with self.lock:
             self.closed = True
+        self.release_watch()
         error: Optional[BaseException] = None
         for registration in self.all_registrations():
             try:
@@ -1404,7 +1554,11 @@ class TaskHandlers(Generic[E]):
     ``drain_timeout`` seconds, then cancel the rest), ``close()``,
     ``await aclose()``, or the owner being garbage-collected removes the
     handlers; every task is awaited by the block and ``aclose()``.  Leaving
-    the block by an exception or a cancellation always cancels.
+    the block by an exception or a cancellation always cancels.  An owner
+    left open closes the same way when its loop's tasks are cancelled at the
+    loop's end (``asyncio.run``): while open with handlers it keeps a small
+    task of its own, its watch, for that, and from the moment the watch is
+    cancelled no emission starts a call.
     """
 
     __slots__ = (
@@ -1627,6 +1781,8 @@ class TaskHandlers(Generic[E]):
             raise
         if not registration.accepting:  # closed meanwhile (another thread)
             state.emitter.off(event, registration.relay)
+            return
+        state.keep_watch()
 
     def off(self, event: E, callback: Callable[..., Awaitable[Any]], /) -> None:
         """Remove the handler: its waiting calls are dropped, its running ones
@@ -1737,6 +1893,7 @@ class TaskHandlers(Generic[E]):
             state.cancel_work(spare=me)
             while True:
                 tasks = state.live_tasks(start_waiting=False, spare=me)
+                tasks.extend(state.unfinished_watch(spare=me))
                 if not tasks:
                     break
                 try:

@@ -1314,6 +1314,75 @@ def test_on_exit_drain_cancels_what_is_left_after_the_timeout(emitter: Any) -> N
     assert sorted(events) == ["quick done", "stuck cancelled"]
 
 
+@pytest.mark.parametrize(
+    "mode, options",
+    [("concurrent", {}), ("concurrent", {"limit": 2}), ("serial", {}), ("latest", {})],
+    ids=["concurrent", "concurrent-limit", "serial", "latest"],
+)
+@pytest.mark.parametrize("leave", ["at_once", "while_the_last_call_runs"])
+@pytest.mark.parametrize("how", ["on_exit", "aclose"])
+def test_a_draining_exit_finishes_running_calls_and_runs_waiting_ones_in_every_mode(
+    emitter: Any, mode: Any, options: Dict[str, Any], leave: str, how: str
+) -> None:
+    # Emit 1, let it start, emit 2..9, leave.  The drain lets every running
+    # call finish and runs what waits.  In latest mode, emission 2 replaced
+    # call 1 before the exit (that is the mode) and 9 is the one that waits:
+    # 9 runs to its end, whether the exit came before it started or while it
+    # ran.
+    gates = Gates()
+    events: List[str] = []
+
+    async def handler(n: int) -> None:
+        events.append(f"start {n}")
+        try:
+            await asyncio.sleep(0)
+            await gates.wait(n)
+        except asyncio.CancelledError:
+            events.append(f"cancelled {n}")
+            raise
+        events.append(f"done {n}")
+
+    async def open_when_nine_has_run() -> None:
+        await until(lambda: "start 9" in events)
+        await settle()
+        gates.open(9)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        on_exit = "drain" if how == "on_exit" else "cancel"
+        async with TaskHandlers(emitter, mode=mode, on_exit=on_exit, **options) as handlers:
+            handlers.on("x", handler)
+            emitter.emit("x", 1)
+            await until(lambda: "start 1" in events)
+            for n in range(2, 10):
+                emitter.emit("x", n)
+            if leave == "while_the_last_call_runs":
+                for n in range(1, 9):
+                    gates.open(n)
+                await until(lambda: "start 9" in events)
+                await settle()
+                assert "done 9" not in events
+            else:  # the gates open once the exit has begun
+                for n in range(1, 9):
+                    loop.call_soon(gates.open, n)
+            # Call 9 goes on only after it has run for a while, in the drain.
+            opener = asyncio.ensure_future(open_when_nine_has_run())
+            if how == "aclose":
+                await handlers.aclose(drain=True)
+        assert handlers.running() == handlers.queued() == 0
+        await opener
+
+    run(main)
+    if mode == "latest":
+        assert events == ["start 1", "cancelled 1", "start 9", "done 9"]
+    else:
+        assert not [e for e in events if e.startswith("cancelled")], events
+        done = sorted(e for e in events if e.startswith("done"))
+        assert done == [f"done {n}" for n in range(1, 10)]
+        if mode == "serial":
+            assert events == [f"{what} {n}" for n in range(1, 10) for what in ("start", "done")]
+
+
 def test_aclose_drain_and_timeout_and_close_from_inside_the_block(emitter: Any) -> None:
     got: List[int] = []
 
@@ -1631,6 +1700,162 @@ def test_latest_replaced_while_asyncio_run_ends_starts_nothing_more(emitter: Any
     gc.collect()
 
 
+def _destroyed_pending(caplog: pytest.LogCaptureFixture) -> List[str]:
+    messages = [r.getMessage() for r in caplog.records]
+    return [m for m in messages if "destroyed but it is pending" in m]
+
+
+@pytest.mark.parametrize("mode", ["concurrent", "serial", "latest"])
+@pytest.mark.parametrize("source", ["cancelled_task", "thread", "executor"])
+def test_emissions_while_asyncio_run_shuts_down_start_no_task(
+    emitter: Any, mode: Any, source: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An owner left open, with nothing running.  asyncio.run ends: it cancels
+    # every task, then shuts down the async generators and the default
+    # executor, then closes the loop.  An emission in that time, from a
+    # cancelled task's finally block, from a thread whose callback the loop
+    # runs then, or from an executor job the shutdown waits for, must not
+    # start a call: its task would outlive the loop ("Task was destroyed but
+    # it is pending!").
+    events: List[str] = []
+    calls: List["asyncio.Task[Any]"] = []
+    owners: List[Any] = []
+    background: List[Any] = []
+    release_job = threading.Event()
+
+    async def handler(value: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        calls.append(task)
+        events.append(f"start {value}")
+        await asyncio.Event().wait()
+
+    def emit_in_a_thread(value: str) -> None:
+        thread = threading.Thread(target=emitter.emit, args=("x", value))
+        thread.start()
+        thread.join()
+
+    def job() -> None:  # in the default executor
+        release_job.wait(timeout=60)
+        emitter.emit("x", "executor")
+
+    async def emitting() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:  # asyncio.run cancels this task when main() has returned
+            if source == "cancelled_task":
+                emitter.emit("x", "finally")
+            elif source == "thread":
+                emit_in_a_thread("thread")
+            else:
+                release_job.set()
+            await settle()  # the loop runs what the emission handed it
+
+    async def main() -> None:
+        handlers = TaskHandlers(emitter, mode=mode, limit=1 if mode == "concurrent" else None)
+        owners.append(handlers)
+        handlers.on("x", handler)
+        emitter.emit("x", "before")  # a call that runs and ends normally
+        await until(lambda: events == ["start before"])
+        for task in calls:
+            task.cancel()
+        await until(lambda: handlers.running() == 0)
+        background.append(asyncio.ensure_future(emitting()))
+        if source == "executor":
+            background.append(asyncio.get_running_loop().run_in_executor(None, job))
+        await settle()
+
+    asyncio.run(main(), debug=True)
+    assert events == ["start before"]  # nothing started while the loop was ending
+    assert all(task.done() for task in calls)
+    assert owners[0].running() == owners[0].queued() == 0
+    owners.clear()
+    calls.clear()
+    gc.collect()
+    assert _destroyed_pending(caplog) == []
+    assert handlers_of(emitter, "x") == 0
+
+
+def test_an_owner_whose_loop_ends_before_its_watch_first_ran(
+    emitter: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SystemExit leaves the loop before the owner's watch task ever ran:
+    # asyncio.run cancels it unstarted.  No emission starts a call from
+    # then on, and the owner closes.
+    events: List[str] = []
+    owners: List[Any] = []
+    background: List[Any] = []
+
+    async def handler(value: str) -> None:
+        events.append(value)
+
+    async def emitting() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            emitter.emit("x", "finally")
+
+    def leave_now() -> None:
+        raise SystemExit("at once")
+
+    async def main() -> None:
+        background.append(asyncio.ensure_future(emitting()))
+        await settle()
+        asyncio.get_running_loop().call_soon(leave_now)  # before the watch's first step
+        handlers = TaskHandlers(emitter)
+        owners.append(handlers)
+        handlers.on("x", handler)
+        await asyncio.Event().wait()  # pragma: no cover - interrupted
+
+    with pytest.raises(SystemExit, match="at once"):
+        asyncio.run(main(), debug=True)
+    assert events == []
+    assert owners[0].closed and handlers_of(emitter, "x") == 0
+    owners.clear()
+    gc.collect()
+    assert _destroyed_pending(caplog) == []
+
+
+@pytest.mark.parametrize("mode", ["concurrent", "serial", "latest"])
+@pytest.mark.parametrize("then", ["runs_again", "is_closed"])
+def test_an_emission_while_the_loop_is_stopped_starts_no_task(
+    emitter: Any, mode: Any, then: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The loop's own thread emits between two runs of the loop: no task is
+    # started then (nothing may ever run it), the emission waits.  If the
+    # loop runs again, the call runs; if it is closed instead, nothing is
+    # left pending.
+    got: List[str] = []
+    owners: List[Any] = []
+
+    async def handler(value: str) -> None:
+        got.append(value)
+
+    async def setup() -> None:
+        handlers = TaskHandlers(emitter, mode=mode)
+        owners.append(handlers)
+        handlers.on("x", handler)
+
+    async def later() -> None:
+        await until(lambda: got == ["stopped"])
+        await owners[0].aclose()
+
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)
+    try:
+        loop.run_until_complete(setup())
+        emitter.emit("x", "stopped")
+        assert owners[0].running() == 0 and owners[0].queued() == 1
+        if then == "runs_again":
+            loop.run_until_complete(later())
+    finally:
+        loop.close()
+    owners.clear()
+    gc.collect()
+    assert got == (["stopped"] if then == "runs_again" else [])
+    assert _destroyed_pending(caplog) == []
+
+
 def test_an_owner_collected_after_its_loop_was_closed_with_tasks_pending(emitter: Any) -> None:
     # The loop was closed without cancelling its tasks; collecting the owner
     # then must not try to cancel anything on the closed loop.
@@ -1672,6 +1897,7 @@ def test_the_emitter_never_keeps_the_owner_alive(emitter: Any) -> None:
         del handlers
         gc.collect()
         assert ref() is None and handlers_of(emitter, "x") == 0
+        await settle()  # its watch task returns at the loop's next iteration
 
     run(main)
 
@@ -1948,9 +2174,13 @@ def test_a_dropped_argument_whose_finalizer_emits_again(emitter: Any, mode: Any)
     assert got == ["str"]
 
 
-def test_an_emission_after_the_loop_closed_drops_what_waited(emitter: Any) -> None:
-    # An owner left open: after asyncio.run, an emission finds the loop
-    # closed and drops the queue, whose argument's finalizer emits again.
+@pytest.mark.parametrize("ending", ["asyncio_run", "loop_closed"])
+def test_an_owner_left_open_drops_what_waited_when_its_loop_ends(emitter: Any, ending: str) -> None:
+    # An owner left open, a call running and an emission waiting, whose
+    # argument's finalizer emits again.  asyncio.run cancels the loop's
+    # tasks at its end: the owner closes then and drops the queue.  A loop
+    # closed without that: the next emission finds it closed and drops the
+    # queue.
     fired: List[str] = []
     owners: List[Any] = []
 
@@ -1964,12 +2194,26 @@ def test_an_emission_after_the_loop_closed_drops_what_waited(emitter: Any) -> No
         emitter.emit("x", "running")
         emitter.emit("x", Reemitter(emitter, fired))
         await settle()
+        if ending == "loop_closed":
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+                # Abandoned on purpose: spare the log asyncio writes for a
+                # task destroyed while pending.
+                task._log_destroy_pending = False  # type: ignore[attr-defined]
 
     def scenario() -> None:
-        asyncio.run(main(), debug=True)
-        assert fired == []
-        emitter.emit("x", "after")  # nothing can start: the queue is dropped
-        assert fired == ["finalizer"]
+        if ending == "asyncio_run":
+            asyncio.run(main(), debug=True)
+            assert fired == ["finalizer"] and owners[0].closed
+        else:
+            loop = asyncio.new_event_loop()
+            loop.set_debug(True)
+            try:
+                loop.run_until_complete(main())
+            finally:
+                loop.close()
+            assert fired == [] and not owners[0].closed
+            emitter.emit("x", "after")  # nothing can start: the queue is dropped
+            assert fired == ["finalizer"]
         assert owners[0].queued() == 0
         owners.clear()
         gc.collect()
