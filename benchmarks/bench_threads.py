@@ -148,8 +148,11 @@ def measure_sustained(core: str, seconds: int) -> Dict[str, Any]:
 
     em.on("e", steady)
 
+    ready = threading.Barrier(4)  # the three threads and the clock start together
+
     def emitting(k: int) -> None:
         emit = em.emit
+        ready.wait()
         while not stop.is_set():
             for _ in range(100):
                 emit("e", 1, 2)
@@ -160,6 +163,7 @@ def measure_sustained(core: str, seconds: int) -> Dict[str, Any]:
     def rotating() -> None:
         registered: List[Any] = []
         k = 0
+        ready.wait()
         while not stop.is_set():
             callback = pool[k % len(pool)]
             k += 1
@@ -172,6 +176,7 @@ def measure_sustained(core: str, seconds: int) -> Dict[str, Any]:
     threads.append(threading.Thread(target=rotating))
     for t in threads:
         t.start()
+    ready.wait()
     rss: List[int] = []
     last = [0, 0]
     try:

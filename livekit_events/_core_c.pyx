@@ -440,7 +440,7 @@ cdef extern from "_registry.h":
         int32_t live
         int32_t lookups
         int32_t warned
-        size_t layout
+        uint32_t layout
         int64_t since
     ctypedef struct lke_release:
         PyObject **items
@@ -670,7 +670,7 @@ cdef Py_ssize_t _find_on(object handlers, object key, Py_hash_t key_hash) except
     # returns -1, no Python code has run since it last checked (rule 3), so a
     # commit may follow at once.
     cdef lke_handlers *h = _h(handlers)
-    cdef size_t layout
+    cdef uint32_t layout
     cdef Py_ssize_t step, pos
     cdef lke_slot *slot
     cdef bint equal
@@ -786,7 +786,7 @@ cdef int _find_all(object handlers, object key, Py_hash_t key_hash, lke_position
     # When it returns, no Python code has run since it last checked (rule 3);
     # the commit skips any found slot that died since.
     cdef lke_handlers *h = _h(handlers)
-    cdef size_t layout
+    cdef uint32_t layout
     cdef Py_ssize_t step, pos
     cdef lke_slot *slot
     cdef bint equal
@@ -1572,10 +1572,36 @@ cdef extern from *:
        Inlined into emit: all an ordinary emit does. */
     LKE_ALWAYS_INLINE int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given,
                                           lke_walk *w) {
+    #ifndef Py_GIL_DISABLED
+        /* lke_walk_begin, inlined by hand: an emit with nothing to call
+           records nothing. */
+        lke_table *t = h->table;
+        lke_walker *next;
+        if (t == NULL || t->count == 0)
+            return LKE_WALK_DONE;
+        next = h->walkers;
+        w->local.table = t;
+        w->local.start = h->stamp;
+        w->local.next = next;
+        w->local.pprev = &h->walkers;
+        if (next != NULL)
+            next->pprev = &w->local.next;
+        h->walkers = &w->local;
+        w->record = &w->local;
+        w->h = h;
+        w->table = t;
+        w->count = t->count;
+    #else
         w->h = h;
         if (lke_walk_begin(h, &w->local, &w->record, &w->table, &w->count) < 0)
             return -1;
-        if (w->count == 0 || lke_walk_run(w, argv, given, 0) == LKE_WALK_DONE) {
+        if (w->count == 0) {
+            if (lke_walk_end(h, w->record))
+                lke_walk_reclaim(h);
+            return LKE_WALK_DONE;
+        }
+    #endif
+        if (lke_walk_run(w, argv, given, 0) == LKE_WALK_DONE) {
             if (lke_walk_end(h, w->record))
                 lke_walk_reclaim(h);
             return LKE_WALK_DONE;

@@ -17,7 +17,8 @@
  * reads.
  *
  * Reclamation (rule 8).  The registry bumps `stamp` at every append and every
- * removal; a slot records the stamp of both (born, died).  A walk records the
+ * removal; a slot records the stamp of its append (born), and a removed one
+ * waiting for walks keeps the stamp of its removal (died).  A walk records the
  * stamp when it starts.  A walk can call a slot only if born <= start < died,
  * so a removed slot's callback is released as soon as no walk in progress
  * has such a start: at once if none does, else when the last of them ends.
@@ -79,13 +80,11 @@
 /* Up to this many live registrations an event has no index (lookups scan), and
    dead slots are compacted before they outnumber max(live, this). */
 #define LKE_SMALL 8
-#define LKE_ALIVE UINT64_MAX /* `died` of a live slot */
 
 typedef struct {
     PyObject *callback; /* strong; NULL once released (rule 8) */
     Py_hash_t hash;     /* the key's hash: the callback's, or the wrapped one's */
-    uint64_t born;      /* the stamp of its append */
-    uint64_t died;      /* the stamp of its removal (LKE_ALIVE while live) */
+    uint64_t born;      /* the stamp of its append (its removal's is kept where it waits) */
     int32_t accepted;   /* how many leading arguments it gets (LKE_ALL: all) */
     int32_t required;   /* how many it needs */
     /* emit's one test per handler: `required` for a plain live slot, LKE_ALL
@@ -99,14 +98,34 @@ typedef struct {
 
 /* -- tables (generations) -- */
 
-typedef struct lke_table {
-    int32_t count;                  /* atomic: slots[0, count) are published */
+typedef struct {
+    int32_t count;      /* atomic: slots[0, count) are published */
     int32_t capacity;
-    struct lke_table *next_retired; /* the retired list, oldest first */
-    lke_slot **dropped;             /* slots its successor dropped: freed with it */
-    int32_t ndropped;
     lke_slot *slots[1]; /* [capacity] */
 } lke_table;
+
+/* A retired table, freed (with the slots its successor dropped) once no walk
+   reads it. */
+typedef struct lke_retired {
+    struct lke_retired *next; /* the next newer one */
+    lke_table *table;
+    lke_slot **dropped;
+    int32_t ndropped;
+} lke_retired;
+
+/* A removed slot whose callback a walk may still call, and the stamp of its
+   removal. */
+typedef struct {
+    lke_slot *slot;
+    uint64_t died;
+} lke_waiting;
+
+/* What waits for walks to end (rule 8); allocated only while there is some. */
+typedef struct {
+    lke_retired *retired, *retired_last; /* oldest first (freed in that order) */
+    lke_waiting *waiting;                /* by `died` */
+    Py_ssize_t waiting_first, waiting_n, waiting_capacity;
+} lke_pending;
 
 /* An index entry: a slot position in the current table (or EMPTY, DUMMY) and
    bits of its key's hash, so that a probe reads the slot only when they match
@@ -125,30 +144,28 @@ typedef struct {
 #define LKE_PENDING UINT64_MAX /* a walk's start before it is known: holds back everything */
 
 typedef struct lke_walker {
-    void *handlers;   /* the Handlers it walks */
     lke_table *table; /* the table it reads (NULL: not known yet) */
     uint64_t start;   /* the stamp when it started (LKE_PENDING: not known yet) */
 #ifndef Py_GIL_DISABLED
-    struct lke_walker *prev, *next; /* the Handlers' list */
+    struct lke_walker *next, **pprev; /* the Handlers' list */
+#else
+    void *handlers; /* the Handlers it walks */
 #endif
 } lke_walker;
 
 typedef struct {
     PyObject_HEAD
     lke_table *table;     /* atomic: the current table, or NULL */
-    lke_table *retired;   /* retired tables, oldest first (freed in that order) */
-    lke_table *retired_last;
-    lke_slot **waiting;   /* removed slots whose callback a walk may still call, by `died` */
-    Py_ssize_t waiting_first, waiting_n, waiting_capacity;
+    lke_pending *pending; /* NULL, or what waits for walks to end */
     lke_entry *index;     /* NULL, or index_mask + 1 entries */
     uint32_t index_mask;
     uint32_t index_fill;  /* index entries that are not EMPTY */
     int32_t live, dead;   /* in the current table */
     int32_t lookups;      /* lookups comparing keys (running Python code) */
     int32_t warned;       /* the listener-leak warning was given */
-    int32_t garbage;      /* atomic: something waits for walks to end */
+    int32_t garbage;      /* atomic: `pending` is not NULL */
+    uint32_t layout;      /* bumped when slots move or the index is remade */
     uint64_t stamp;       /* atomic: bumped by every append and removal */
-    size_t layout;        /* bumped when slots move or the index is remade */
     int64_t since;        /* when it last got a live slot while it had none */
 #ifndef Py_GIL_DISABLED
     lke_walker *walkers;  /* the walks in progress */
@@ -288,13 +305,13 @@ static void lke_walks_add(lke_walks *w, lke_table *table, uint64_t start) {
 static inline int lke_walk_begin(lke_handlers *h, lke_walker *local, lke_walker **record,
                                  lke_table **table, Py_ssize_t *count) {
     lke_table *t = h->table;
-    local->handlers = h;
+    lke_walker *next = h->walkers;
     local->table = t;
     local->start = h->stamp;
-    local->prev = NULL;
-    local->next = h->walkers;
-    if (h->walkers != NULL)
-        h->walkers->prev = local;
+    local->next = next;
+    local->pprev = &h->walkers;
+    if (next != NULL)
+        next->pprev = &local->next;
     h->walkers = local;
     *record = local;
     *table = t;
@@ -304,12 +321,10 @@ static inline int lke_walk_begin(lke_handlers *h, lke_walker *local, lke_walker 
 
 /* Ends the walk; whether something may now be reclaimable. */
 static inline int lke_walk_end(lke_handlers *h, lke_walker *w) {
-    if (w->prev != NULL)
-        w->prev->next = w->next;
-    else
-        h->walkers = w->next;
-    if (w->next != NULL)
-        w->next->prev = w->prev;
+    lke_walker *next = w->next;
+    *w->pprev = next;
+    if (next != NULL)
+        next->pprev = w->pprev;
     return h->garbage;
 }
 
@@ -493,44 +508,22 @@ static void lke_walks_of(lke_handlers *h, lke_walks *out) {
    ====================================================================== */
 
 static lke_table *lke_table_new(int32_t capacity) {
-    lke_table *t = (lke_table *)PyMem_RawMalloc(
+    lke_table *t = (lke_table *)PyMem_Malloc(
         sizeof(lke_table) + (size_t)(capacity > 1 ? capacity - 1 : 0) * sizeof(lke_slot *));
     if (t == NULL)
         return NULL;
     t->count = 0;
     t->capacity = capacity;
-    t->next_retired = NULL;
-    t->dropped = NULL;
-    t->ndropped = 0;
     return t;
 }
 
-/* Frees a retired table and the slots its successor dropped.  A dropped slot
-   whose callback still waits (rule 8) becomes an orphan, freed by its
-   release. */
-static void lke_table_free(lke_table *t, lke_release *r) {
-    for (int32_t i = 0; i < t->ndropped; i++) {
-        lke_slot *slot = t->dropped[i];
-        if (slot->callback != NULL)
-            slot->flags |= LKE_ORPHAN;
-        else
-            PyMem_RawFree(slot);
-    }
-    (void)r;
-    PyMem_RawFree(t->dropped);
-    PyMem_RawFree(t);
-}
-
-static inline void lke_update_garbage(lke_handlers *h) {
-    LKE_STORE_REL(&h->garbage, (h->retired != NULL || h->waiting_n != 0) ? 1 : 0);
-}
-
-/* Whether some walk in `walks` can call `slot` (rule 8). */
-static int lke_slot_held(lke_walks *walks, lke_slot *slot) {
+/* Whether some walk in `walks` can call `slot`, removed at stamp `died`
+   (rule 8). */
+static int lke_slot_held(lke_walks *walks, lke_slot *slot, uint64_t died) {
     if (walks->all)
         return 1;
     for (Py_ssize_t i = 0; i < walks->n; i++)
-        if (slot->born <= walks->starts[i] && walks->starts[i] < slot->died)
+        if (slot->born <= walks->starts[i] && walks->starts[i] < died)
             return 1;
     return 0;
 }
@@ -538,95 +531,163 @@ static int lke_slot_held(lke_walks *walks, lke_slot *slot) {
 static void lke_release_slot(lke_slot *slot, lke_release *r) {
     lke_release_callback(slot, r);
     if (slot->flags & LKE_ORPHAN)
-        PyMem_RawFree(slot);
+        PyMem_Free(slot);
+}
+
+/* Frees a retired table and the slots its successor dropped.  A dropped slot
+   whose callback still waits (rule 8) becomes an orphan, freed by its
+   release. */
+static void lke_retired_free(lke_retired *node) {
+    for (int32_t i = 0; i < node->ndropped; i++) {
+        lke_slot *slot = node->dropped[i];
+        if (slot->callback != NULL)
+            slot->flags |= LKE_ORPHAN;
+        else
+            PyMem_Free(slot);
+    }
+    PyMem_Free(node->dropped);
+    PyMem_Free(node->table);
+    PyMem_Free(node);
+}
+
+static lke_pending *lke_pending_of(lke_handlers *h) {
+    if (h->pending == NULL) {
+        h->pending = (lke_pending *)PyMem_Calloc(1, sizeof(lke_pending));
+        if (h->pending != NULL)
+            LKE_STORE_REL(&h->garbage, 1);
+    }
+    return h->pending;
+}
+
+/* Drops `pending` once nothing waits any more. */
+static void lke_pending_done(lke_handlers *h) {
+    lke_pending *p = h->pending;
+    if (p != NULL && p->retired == NULL && p->waiting_n == 0) {
+        PyMem_Free(p->waiting);
+        PyMem_Free(p);
+        h->pending = NULL;
+        LKE_STORE_REL(&h->garbage, 0);
+    }
 }
 
 /* Releases what no walk in progress needs any more: waiting callbacks (from
    the oldest removal on, while none is held), and retired tables (oldest
    first, while none is read). */
 static void lke_reclaim(lke_handlers *h, lke_release *r) {
+    lke_pending *p = h->pending;
     lke_walks walks;
-    if (h->retired == NULL && h->waiting_n == 0)
+    if (p == NULL)
         return;
     lke_walks_init(&walks);
     lke_walks_of(h, &walks);
-    while (h->waiting_n != 0) {
-        lke_slot *slot = h->waiting[h->waiting_first];
-        if (lke_slot_held(&walks, slot))
+    while (p->waiting_n != 0) {
+        lke_waiting *w = &p->waiting[p->waiting_first];
+        if (lke_slot_held(&walks, w->slot, w->died))
             break;
-        h->waiting_first++;
-        h->waiting_n--;
-        lke_release_slot(slot, r);
+        p->waiting_first++;
+        p->waiting_n--;
+        lke_release_slot(w->slot, r);
     }
-    if (h->waiting_n == 0)
-        h->waiting_first = 0;
-    while (h->retired != NULL && !walks.all) {
-        lke_table *t = h->retired;
+    if (p->waiting_n == 0)
+        p->waiting_first = 0;
+    while (p->retired != NULL && !walks.all) {
+        lke_retired *node = p->retired;
         int read = 0;
         for (Py_ssize_t i = 0; i < walks.n; i++)
-            if (walks.tables[i] == t)
+            if (walks.tables[i] == node->table)
                 read = 1;
         if (read)
             break;
-        h->retired = t->next_retired;
-        if (h->retired == NULL)
-            h->retired_last = NULL;
-        lke_table_free(t, r);
+        p->retired = node->next;
+        if (p->retired == NULL)
+            p->retired_last = NULL;
+        lke_retired_free(node);
     }
     lke_walks_free(&walks);
-    lke_update_garbage(h);
+    lke_pending_done(h);
 }
 
 /* A removed slot: its callback is released now if no walk can call it, else
    it waits for the walks that can (rule 8). */
-static void lke_retire_slot(lke_handlers *h, lke_slot *slot, lke_release *r) {
+static void lke_retire_slot(lke_handlers *h, lke_slot *slot, uint64_t died, lke_release *r) {
     lke_walks walks;
+    lke_pending *p;
     int held;
     lke_walks_init(&walks);
     lke_walks_of(h, &walks);
-    held = lke_slot_held(&walks, slot);
+    held = lke_slot_held(&walks, slot, died);
     lke_walks_free(&walks);
     if (!held) {
         lke_release_callback(slot, r);
         return;
     }
-    if (h->waiting_first + h->waiting_n == h->waiting_capacity) {
-        if (h->waiting_first > 0) {
-            memmove(h->waiting, h->waiting + h->waiting_first,
-                    (size_t)h->waiting_n * sizeof(lke_slot *));
-            h->waiting_first = 0;
+    p = lke_pending_of(h);
+    if (p == NULL)
+        return; /* out of memory: the callback is leaked, never freed early */
+    if (p->waiting_first + p->waiting_n == p->waiting_capacity) {
+        if (p->waiting_first > 0) {
+            memmove(p->waiting, p->waiting + p->waiting_first,
+                    (size_t)p->waiting_n * sizeof(lke_waiting));
+            p->waiting_first = 0;
         } else {
-            Py_ssize_t capacity = h->waiting_capacity ? h->waiting_capacity * 2 : 8;
-            lke_slot **waiting = (lke_slot **)PyMem_RawRealloc(
-                h->waiting, (size_t)capacity * sizeof(lke_slot *));
-            if (waiting == NULL)
+            Py_ssize_t capacity = p->waiting_capacity ? p->waiting_capacity * 2 : 8;
+            lke_waiting *waiting =
+                (lke_waiting *)PyMem_Realloc(p->waiting, (size_t)capacity * sizeof(lke_waiting));
+            if (waiting == NULL) {
+                lke_pending_done(h);
                 return; /* out of memory: the callback is leaked, never freed early */
-            h->waiting = waiting;
-            h->waiting_capacity = capacity;
+            }
+            p->waiting = waiting;
+            p->waiting_capacity = capacity;
         }
     }
-    h->waiting[h->waiting_first + h->waiting_n++] = slot;
-    lke_update_garbage(h);
+    p->waiting[p->waiting_first + p->waiting_n].slot = slot;
+    p->waiting[p->waiting_first + p->waiting_n].died = died;
+    p->waiting_n++;
 }
 
-/* Publishes `t` as the current table and retires the old one (freed, with
-   `dropped`, when no walk reads it). */
+/* Publishes `t` as the current table and retires the old one, with the
+   slots `t` dropped (`dropped`, owned from here): freed now if no walk is in
+   progress, else once no walk reads it. */
 static void lke_publish(lke_handlers *h, lke_table *t, lke_slot **dropped, int32_t ndropped) {
     lke_table *old = h->table;
+    lke_retired *node;
+    lke_pending *p;
+    lke_walks walks;
+    int idle;
     LKE_STORE_REL(&h->table, t);
     h->layout++;
-    if (old != NULL) {
-        old->dropped = dropped;
-        old->ndropped = ndropped;
-        if (h->retired_last != NULL)
-            h->retired_last->next_retired = old;
-        else
-            h->retired = old;
-        h->retired_last = old;
-        lke_update_garbage(h);
-    } else {
-        PyMem_RawFree(dropped);
+    if (old == NULL) {
+        PyMem_Free(dropped);
+        return;
     }
+    lke_walks_init(&walks);
+    lke_walks_of(h, &walks);
+    idle = !walks.all && walks.n == 0;
+    lke_walks_free(&walks);
+    node = (lke_retired *)PyMem_Malloc(sizeof(lke_retired));
+    if (node == NULL) {
+        PyMem_Free(dropped);
+        return; /* out of memory: the old table and dropped slots leak, never freed early */
+    }
+    node->next = NULL;
+    node->table = old;
+    node->dropped = dropped;
+    node->ndropped = ndropped;
+    if (idle || (p = lke_pending_of(h)) == NULL) {
+        if (idle) {
+            lke_retired_free(node);
+            return;
+        }
+        PyMem_Free(node); /* out of memory: leaks the table, never frees it early */
+        PyMem_Free(dropped);
+        return;
+    }
+    if (p->retired_last != NULL)
+        p->retired_last->next = node;
+    else
+        p->retired = node;
+    p->retired_last = node;
 }
 
 /* -- the index: positions of live slots, open addressing, linear probing.
@@ -671,7 +732,7 @@ static void lke_index_remove(lke_handlers *h, int32_t pos) {
 static void lke_index_rebuild(lke_handlers *h) {
     uint32_t size = 16;
     lke_table *t = h->table;
-    PyMem_RawFree(h->index);
+    PyMem_Free(h->index);
     h->index = NULL;
     h->index_mask = 0;
     h->index_fill = 0;
@@ -680,7 +741,7 @@ static void lke_index_rebuild(lke_handlers *h) {
         return;
     while (size < (uint32_t)h->live * 3u && size < (1u << 28))
         size <<= 1;
-    h->index = (lke_entry *)PyMem_RawMalloc(size * sizeof(lke_entry));
+    h->index = (lke_entry *)PyMem_Malloc(size * sizeof(lke_entry));
     if (h->index == NULL)
         return;
     memset(h->index, 0xff, size * sizeof(lke_entry)); /* all LKE_EMPTY */
@@ -697,7 +758,7 @@ static int lke_append(lke_handlers *h, PyObject *callback, Py_hash_t hash, int32
     lke_table *t = h->table;
     lke_slot *slot;
     if (t == NULL || t->count == t->capacity) {
-        int32_t capacity = t == NULL ? 4 : t->capacity * 2;
+        int32_t capacity = t == NULL ? 2 : t->capacity * 2;
         lke_table *grown;
         if (t != NULL && t->capacity >= (1 << 29)) {
             PyErr_SetString(PyExc_OverflowError, "too many handlers for one event");
@@ -712,16 +773,16 @@ static int lke_append(lke_handlers *h, PyObject *callback, Py_hash_t hash, int32
             memcpy(grown->slots, t->slots, (size_t)t->count * sizeof(lke_slot *));
             grown->count = t->count;
         }
-        slot = (lke_slot *)PyMem_RawMalloc(sizeof(lke_slot));
+        slot = (lke_slot *)PyMem_Malloc(sizeof(lke_slot));
         if (slot == NULL) {
-            PyMem_RawFree(grown);
+            PyMem_Free(grown);
             PyErr_NoMemory();
             return -1;
         }
         lke_publish(h, grown, NULL, 0); /* (positions unchanged: the index stays) */
         t = grown;
     } else {
-        slot = (lke_slot *)PyMem_RawMalloc(sizeof(lke_slot));
+        slot = (lke_slot *)PyMem_Malloc(sizeof(lke_slot));
         if (slot == NULL) {
             PyErr_NoMemory();
             return -1;
@@ -734,7 +795,6 @@ static int lke_append(lke_handlers *h, PyObject *callback, Py_hash_t hash, int32
     slot->required = required;
     slot->flags = flags;
     slot->gate = LKE_GATE(flags, required);
-    slot->died = LKE_ALIVE;
     /* The stamp is bumped before the slot is published: a walk that reads
        it reads a start >= born (rule 8). */
     slot->born = h->stamp + 1;
@@ -767,16 +827,17 @@ static int lke_append(lke_handlers *h, PyObject *callback, Py_hash_t hash, int32
    a walk that reads a stamp >= died reads the gate as LKE_ALL. */
 static void lke_kill(lke_handlers *h, int32_t pos, lke_release *r) {
     lke_slot *slot = h->table->slots[pos];
+    uint64_t died;
     if (h->index != NULL)
         lke_index_remove(h, pos);
     LKE_STORE(&slot->gate, LKE_ALL);
     LKE_STORE(&slot->flags, slot->flags | LKE_DEAD);
-    slot->died = h->stamp + 1;
-    LKE_STORE_REL(&h->stamp, slot->died);
+    died = h->stamp + 1;
+    LKE_STORE_REL(&h->stamp, died);
     h->dead++;
     if (--h->live == 0)
         h->warned = 0; /* warned again if it leaks again */
-    lke_retire_slot(h, slot, r);
+    lke_retire_slot(h, slot, died, r);
 }
 
 /* Replaces the current table by one without its dead slots (not while a
@@ -788,20 +849,20 @@ static void lke_kill(lke_handlers *h, int32_t pos, lke_release *r) {
 static void lke_compact(lke_handlers *h) {
     lke_table *t = h->table, *fresh;
     lke_slot **dropped;
-    int32_t i, j = 0, k = 0, *moved = NULL, capacity = 4;
+    int32_t i, j = 0, k = 0, *moved = NULL, capacity = 2;
     if (t == NULL || h->lookups != 0 || h->dead == 0)
         return;
     while (capacity < h->live * 2)
         capacity *= 2;
     fresh = lke_table_new(capacity);
-    dropped = (lke_slot **)PyMem_RawMalloc((size_t)h->dead * sizeof(lke_slot *));
+    dropped = (lke_slot **)PyMem_Malloc((size_t)h->dead * sizeof(lke_slot *));
     if (fresh == NULL || dropped == NULL) {
-        PyMem_RawFree(fresh);
-        PyMem_RawFree(dropped);
+        PyMem_Free(fresh);
+        PyMem_Free(dropped);
         return;
     }
     if (h->index != NULL && h->live > LKE_SMALL && h->index_mask + 1u <= 8u * (uint32_t)h->live)
-        moved = (int32_t *)PyMem_RawMalloc((size_t)t->count * sizeof(int32_t));
+        moved = (int32_t *)PyMem_Malloc((size_t)t->count * sizeof(int32_t));
     for (i = 0; i < t->count; i++) {
         lke_slot *slot = t->slots[i];
         if (slot->flags & LKE_DEAD) {
@@ -822,7 +883,7 @@ static void lke_compact(lke_handlers *h) {
     for (uint32_t e = 0; e <= h->index_mask; e++)
         if (h->index[e].pos >= 0)
             h->index[e].pos = moved[h->index[e].pos];
-    PyMem_RawFree(moved);
+    PyMem_Free(moved);
 }
 
 /* After removals: compact once the dead slots outnumber the live ones (and a
@@ -878,12 +939,14 @@ static int lke_claim(lke_handlers *h, lke_table *table, Py_ssize_t pos, lke_slot
 
 static int lke_handlers_traverse(lke_handlers *h, visitproc visit, void *arg) {
     lke_table *t = h->table;
+    lke_pending *p = h->pending;
     if (t != NULL)
         for (int32_t i = 0; i < t->count; i++)
             if (!(t->slots[i]->flags & LKE_DEAD))
                 Py_VISIT(t->slots[i]->callback);
-    for (Py_ssize_t i = 0; i < h->waiting_n; i++)
-        Py_VISIT(h->waiting[h->waiting_first + i]->callback);
+    if (p != NULL)
+        for (Py_ssize_t i = 0; i < p->waiting_n; i++)
+            Py_VISIT(p->waiting[p->waiting_first + i].slot->callback);
     return 0;
 }
 
@@ -892,33 +955,36 @@ static int lke_handlers_traverse(lke_handlers *h, visitproc visit, void *arg) {
    empty, consistent object. */
 static int lke_handlers_clear(lke_handlers *h) {
     lke_release r;
-    lke_table *t = h->table, *retired = h->retired;
+    lke_table *t = h->table;
+    lke_pending *p = h->pending;
     lke_release_init(&r);
     h->table = NULL;
-    h->retired = h->retired_last = NULL;
-    PyMem_RawFree(h->index);
+    h->pending = NULL;
+    h->garbage = 0;
+    PyMem_Free(h->index);
     h->index = NULL;
     h->index_mask = h->index_fill = 0;
     h->live = h->dead = 0;
     h->layout++;
-    for (Py_ssize_t i = 0; i < h->waiting_n; i++)
-        lke_release_slot(h->waiting[h->waiting_first + i], &r);
-    PyMem_RawFree(h->waiting);
-    h->waiting = NULL;
-    h->waiting_first = h->waiting_n = h->waiting_capacity = 0;
-    while (retired != NULL) {
-        lke_table *next = retired->next_retired;
-        lke_table_free(retired, &r); /* (no callback waits: none is an orphan) */
-        retired = next;
+    if (p != NULL) {
+        lke_retired *node = p->retired;
+        for (Py_ssize_t i = 0; i < p->waiting_n; i++)
+            lke_release_slot(p->waiting[p->waiting_first + i].slot, &r);
+        while (node != NULL) {
+            lke_retired *next = node->next;
+            lke_retired_free(node); /* (no callback waits now: none is an orphan) */
+            node = next;
+        }
+        PyMem_Free(p->waiting);
+        PyMem_Free(p);
     }
     if (t != NULL) {
         for (int32_t i = 0; i < t->count; i++) {
             lke_release_callback(t->slots[i], &r);
-            PyMem_RawFree(t->slots[i]);
+            PyMem_Free(t->slots[i]);
         }
-        PyMem_RawFree(t);
+        PyMem_Free(t);
     }
-    h->garbage = 0;
     lke_release_all(&r);
     return 0;
 }
@@ -944,9 +1010,7 @@ static PyObject *lke_handlers_new(void) {
     if (h == NULL)
         return NULL;
     h->table = NULL;
-    h->retired = h->retired_last = NULL;
-    h->waiting = NULL;
-    h->waiting_first = h->waiting_n = h->waiting_capacity = 0;
+    h->pending = NULL;
     h->index = NULL;
     h->index_mask = h->index_fill = 0;
     h->live = h->dead = h->lookups = h->warned = h->garbage = 0;
@@ -966,10 +1030,12 @@ static PyObject *lke_handlers_new(void) {
 static void lke_handlers_debug(lke_handlers *h, Py_ssize_t *dead, Py_ssize_t *waiting,
                                Py_ssize_t *retired) {
     Py_ssize_t n = 0;
-    for (lke_table *t = h->retired; t != NULL; t = t->next_retired)
-        n++;
+    lke_pending *p = h->pending;
+    if (p != NULL)
+        for (lke_retired *node = p->retired; node != NULL; node = node->next)
+            n++;
     *dead = h->dead;
-    *waiting = h->waiting_n;
+    *waiting = p != NULL ? p->waiting_n : 0;
     *retired = n;
 }
 
