@@ -38,10 +38,10 @@ import os
 import sys
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from importlib.machinery import ModuleSpec
-    from types import ModuleType
-    from typing import Any, List, Optional, Sequence
+if TYPE_CHECKING:  # (named in type comments: this file parses on Python 2.7)
+    from importlib.machinery import ModuleSpec  # noqa: F401
+    from types import ModuleType  # noqa: F401
+    from typing import Any, List, Optional, Sequence  # noqa: F401
 
 _TARGET = "livekit.rtc"
 _HERE = os.path.normcase(os.path.dirname(os.path.abspath(__file__)))
