@@ -120,7 +120,9 @@ typedef struct {
     uint64_t died;
 } lke_waiting;
 
-/* What waits for walks to end (rule 8); allocated only while there is some. */
+/* What waits for walks to end (rule 8); allocated the first time something
+   has to, and kept (an event that churns while it is emitted keeps
+   churning). */
 typedef struct {
     lke_retired *retired, *retired_last; /* oldest first (freed in that order) */
     lke_waiting *waiting;                /* by `died` */
@@ -156,14 +158,14 @@ typedef struct lke_walker {
 typedef struct {
     PyObject_HEAD
     lke_table *table;     /* atomic: the current table, or NULL */
-    lke_pending *pending; /* NULL, or what waits for walks to end */
+    lke_pending *pending; /* NULL until something first had to wait for walks */
     lke_entry *index;     /* NULL, or index_mask + 1 entries */
     uint32_t index_mask;
     uint32_t index_fill;  /* index entries that are not EMPTY */
     int32_t live, dead;   /* in the current table */
     int32_t lookups;      /* lookups comparing keys (running Python code) */
     int32_t warned;       /* the listener-leak warning was given */
-    int32_t garbage;      /* atomic: `pending` is not NULL */
+    int32_t garbage;      /* atomic: something in `pending` waits */
     uint32_t layout;      /* bumped when slots move or the index is remade */
     uint64_t stamp;       /* atomic: bumped by every append and removal */
     int64_t since;        /* when it last got a live slot while it had none */
@@ -550,24 +552,21 @@ static void lke_retired_free(lke_retired *node) {
     PyMem_Free(node);
 }
 
+/* `pending`, made if needed, flagged as holding something (the caller adds
+   to it).  NULL if out of memory. */
 static lke_pending *lke_pending_of(lke_handlers *h) {
-    if (h->pending == NULL) {
+    if (h->pending == NULL)
         h->pending = (lke_pending *)PyMem_Calloc(1, sizeof(lke_pending));
-        if (h->pending != NULL)
-            LKE_STORE_REL(&h->garbage, 1);
-    }
+    if (h->pending != NULL)
+        LKE_STORE_REL(&h->garbage, 1);
     return h->pending;
 }
 
-/* Drops `pending` once nothing waits any more. */
+/* Clears the flag once nothing waits any more. */
 static void lke_pending_done(lke_handlers *h) {
     lke_pending *p = h->pending;
-    if (p != NULL && p->retired == NULL && p->waiting_n == 0) {
-        PyMem_Free(p->waiting);
-        PyMem_Free(p);
-        h->pending = NULL;
+    if (p != NULL && p->retired == NULL && p->waiting_n == 0)
         LKE_STORE_REL(&h->garbage, 0);
-    }
 }
 
 /* Releases what no walk in progress needs any more: waiting callbacks (from
@@ -576,7 +575,7 @@ static void lke_pending_done(lke_handlers *h) {
 static void lke_reclaim(lke_handlers *h, lke_release *r) {
     lke_pending *p = h->pending;
     lke_walks walks;
-    if (p == NULL)
+    if (p == NULL || (p->retired == NULL && p->waiting_n == 0))
         return;
     lke_walks_init(&walks);
     lke_walks_of(h, &walks);
