@@ -357,6 +357,7 @@ static void lke_walks_of(lke_handlers *h, lke_walks *out) {
      while `depth` exceeds it, the thread holds back everything. */
 
 #define LKE_THREAD_WALKS 32
+#define LKE_CACHE_LINE 128 /* (two 64-byte lines: adjacent-line prefetch) */
 
 typedef struct lke_thread {
     struct lke_thread *next; /* the list of all records (never freed) */
@@ -397,7 +398,12 @@ static lke_thread *lke_thread_slow(void) {
         if (!LKE_LOAD(&t->in_use))
             break;
     if (t == NULL) {
-        t = (lke_thread *)PyMem_RawCalloc(1, sizeof(lke_thread));
+        /* Never freed (reused), and aligned to its own cache lines: no
+           other thread's record shares one. */
+        char *raw = (char *)PyMem_RawCalloc(1, sizeof(lke_thread) + 2 * LKE_CACHE_LINE);
+        t = raw == NULL ? NULL
+                        : (lke_thread *)(raw + LKE_CACHE_LINE
+                                         - ((uintptr_t)raw % LKE_CACHE_LINE));
         if (t != NULL) {
             t->next = lke_threads;
             LKE_STORE_REL(&lke_threads, t);
@@ -446,8 +452,9 @@ static inline int lke_walk_begin(lke_handlers *h, lke_walker *local, lke_walker 
     } else {
         *record = NULL; /* too deep: the thread holds back everything */
     }
-    LKE_STORE_REL(&t->depth, depth + 1);
-    LKE_FENCE();
+    /* The store and the full fence in one: a seq_cst exchange (on x86 one
+       locked instruction, cheaper than a store and an mfence). */
+    (void)__atomic_exchange_n(&t->depth, depth + 1, __ATOMIC_SEQ_CST);
     tb = LKE_LOAD_ACQ(&h->table);
     *table = tb;
     *count = tb != NULL ? LKE_LOAD_ACQ(&tb->count) : 0;
