@@ -455,7 +455,6 @@ cdef extern from "_registry.h":
     void lke_kill(lke_handlers *h, int32_t pos, lke_release *r) noexcept
     void lke_kill_all(lke_handlers *h, lke_release *r) noexcept
     void lke_release_init(lke_release *r) noexcept
-    int lke_release_reserve(lke_release *r, Py_ssize_t more) noexcept
     void lke_release_all(lke_release *r) noexcept
     void lke_reclaim(lke_handlers *h, lke_release *r) noexcept
     void lke_maybe_compact(lke_handlers *h, lke_release *r) noexcept
@@ -1573,25 +1572,9 @@ cdef extern from *:
     LKE_ALWAYS_INLINE int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given,
                                           lke_walk *w) {
     #ifndef Py_GIL_DISABLED
-        /* lke_walk_begin, inlined by hand: an emit with nothing to call
-           records nothing. */
-        lke_table *t = h->table;
-        lke_walker *next;
-        if (t == NULL || t->count == 0)
-            return LKE_WALK_DONE;
-        next = h->walkers;
-        w->local.table = t;
-        w->local.start = h->stamp;
-        w->local.next = next;
-        w->local.pprev = &h->walkers;
-        if (next != NULL)
-            next->pprev = &w->local.next;
-        h->walkers = &w->local;
-        w->record = &w->local;
-        w->h = h;
-        w->table = t;
-        w->count = t->count;
-    #else
+        if (h->table == NULL || h->table->count == 0)
+            return LKE_WALK_DONE;  /* nothing to call: nothing to record */
+    #endif
         w->h = h;
         if (lke_walk_begin(h, &w->local, &w->record, &w->table, &w->count) < 0)
             return -1;
@@ -1600,7 +1583,6 @@ cdef extern from *:
                 lke_walk_reclaim(h);
             return LKE_WALK_DONE;
         }
-    #endif
         if (lke_walk_run(w, argv, given, 0) == LKE_WALK_DONE) {
             if (lke_walk_end(h, w->record))
                 lke_walk_reclaim(h);
