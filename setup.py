@@ -14,7 +14,7 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-BUILD_FAILURE_MARKER = "_build_failed.txt"  # also named in livekit_events/_core.py
+BUILD_FAILURE_MARKER = "_build_failed.txt"  # also named in src/livekit_events/_core.py
 NO_EXTENSIONS = bool(os.environ.get("LIVEKIT_EVENTS_NO_EXTENSIONS"))
 REQUIRE_EXTENSIONS = bool(os.environ.get("LIVEKIT_EVENTS_REQUIRE_EXTENSIONS"))
 if sys.implementation.name != "cpython":
@@ -75,7 +75,7 @@ class OptionalBuildExt(build_ext):
             marker.write(f"{type(exc).__name__}: {exc}\n")
 
     def _package_dir(self):
-        return "livekit_events" if self.inplace else os.path.join(self.build_lib, "livekit_events")
+        return os.path.join("src", "livekit_events") if self.inplace else os.path.join(self.build_lib, "livekit_events")
 
 
 def extensions():
@@ -97,8 +97,8 @@ def extensions():
         [
             Extension(
                 "livekit_events._core_c",
-                ["livekit_events/_core_c.pyx"],
-                depends=["livekit_events/_registry.h"],
+                ["src/livekit_events/_core_c.pyx"],
+                depends=["src/livekit_events/_registry.h"],
                 define_macros=macros,
             )
         ],

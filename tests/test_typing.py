@@ -33,7 +33,7 @@ CASES_DIR = Path(__file__).resolve().parent / "typing_cases"
 # (copied next to an installed wheel), only the cases are checked, against
 # the installed package (its stubs and py.typed).
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_DIR = ROOT / "livekit_events"
+PACKAGE_DIR = ROOT / "src" / "livekit_events"
 HAVE_SOURCE = (PACKAGE_DIR / "__init__.py").is_file()
 
 Diagnostics = Dict[str, Dict[int, Set[str]]]  # file name -> line -> codes
@@ -71,7 +71,7 @@ def _record(found: Diagnostics, file: str, line: int, code: str) -> None:
     if path.parent == CASES_DIR:
         name = path.name
     elif PACKAGE_DIR in path.parents:
-        name = f"livekit_events/{path.relative_to(PACKAGE_DIR)}"
+        name = f"src/livekit_events/{path.relative_to(PACKAGE_DIR)}"
     else:
         name = str(path)
     found.setdefault(name, {}).setdefault(line, set()).add(code)
