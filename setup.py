@@ -98,7 +98,7 @@ def extensions():
             Extension(
                 "livekit_events._core_c",
                 ["src/livekit_events/_core_c.pyx"],
-                depends=["src/livekit_events/_registry.h"],
+                depends=[f"src/livekit_events/{h}" for h in ("_compat.h", "_arity.h", "_registry.h", "_walk.h")],
                 define_macros=macros,
             )
         ],

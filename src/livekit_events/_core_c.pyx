@@ -119,33 +119,14 @@ cdef extern from "Python.h":
     bint PyCFunction_Check(object o)
     PyTypeObject *Py_TYPE_ptr "Py_TYPE"(PyObject *obj)
     int PyType_Ready(PyTypeObject *type) except -1
-    PyObject *_PyType_Lookup(PyTypeObject *type, object name)
     int PyObject_RichCompareBool(PyObject *a, PyObject *b, int op) except -1
     int Py_EQ
+    PyObject **PySequence_Fast_ITEMS(object o)
 
-cdef extern from *:
-    """
-    /* The exception that is set, normalised and with its traceback, as a new
-       reference; the error indicator is cleared.  Called only when one is set. */
-    static PyObject *lke_fetch_exception(void) {
-    #if PY_VERSION_HEX >= 0x030C0000
-        return PyErr_GetRaisedException();
-    #else
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL) {
-            PyException_SetTraceback(value, tb);
-            Py_DECREF(tb);
-        }
-        Py_XDECREF(type);
-        return value;
-    #endif
-    }
-    """
+cdef extern from "_compat.h":
     object lke_fetch_exception()
 
-__all__ = ("EmitterCore", "OnceWrapper", "describe_callback")
+__all__ = ("EmitterCore", "OnceWrapper", "describe_callback", "emit_method")
 
 
 # ---------------------------------------------------------------------------
@@ -182,177 +163,7 @@ __all__ = ("EmitterCore", "OnceWrapper", "describe_callback")
 # references, in a critical section on free-threaded builds); the code object
 # and the defaults tuple are immutable.
 
-cdef extern from *:
-    """
-    #ifdef Py_GIL_DISABLED
-    #define LKE_BEGIN_CRITICAL_SECTION(o) Py_BEGIN_CRITICAL_SECTION(o)
-    #define LKE_END_CRITICAL_SECTION() Py_END_CRITICAL_SECTION()
-    #else
-    #define LKE_BEGIN_CRITICAL_SECTION(o) {
-    #define LKE_END_CRITICAL_SECTION() }
-    #endif
-
-    #define LKE_NOT_PLAIN (CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR)
-    /* Longer parameter lists go to the slow path (names are compared pairwise). */
-    #define LKE_FAST_MAX_PARAMETERS 32
-
-    /* Returns 1 with *accepted (-1: every argument) and *required set to what
-       _common.describe_callback returns for `callback`; 0 when the slow path
-       must answer; -1 with an exception set.  `empty` is
-       inspect.Parameter.empty, `keywords` frozenset(keyword.kwlist). */
-    static int lke_describe_fast(PyObject *callback, PyObject *empty, PyObject *keywords,
-                                 Py_ssize_t *accepted, Py_ssize_t *required) {
-        PyObject *func;
-        PyFunctionObject *f;
-        PyCodeObject *co;
-        PyObject *code, *defaults, *kwdefaults, *dict, *names = NULL;
-        int bound, flags, lazy_annotations = 0, result = 0, ok;
-        Py_ssize_t argcount, kwonly, total, ndefaults = 0, i, j;
-
-        if (Py_IS_TYPE(callback, &PyFunction_Type)) {
-            func = callback;
-            bound = 0;
-        } else if (Py_IS_TYPE(callback, &PyMethod_Type)
-                   && Py_IS_TYPE(PyMethod_GET_FUNCTION(callback), &PyFunction_Type)) {
-            func = PyMethod_GET_FUNCTION(callback);
-            bound = 1;
-        } else {
-            return 0;
-        }
-        f = (PyFunctionObject *)func;
-        LKE_BEGIN_CRITICAL_SECTION(func);
-        code = f->func_code;
-        Py_INCREF(code);
-        defaults = f->func_defaults;
-        Py_XINCREF(defaults);
-        kwdefaults = f->func_kwdefaults;
-        Py_XINCREF(kwdefaults);
-        dict = f->func_dict;
-        Py_XINCREF(dict);
-    #if PY_VERSION_HEX >= 0x030E0000
-        lazy_annotations = f->func_annotations == NULL && f->func_annotate != NULL
-                           && f->func_annotate != Py_None;
-    #endif
-        LKE_END_CRITICAL_SECTION();
-
-        co = (PyCodeObject *)code;
-        flags = co->co_flags;
-        argcount = co->co_argcount;
-        kwonly = co->co_kwonlyargcount;
-        if (lazy_annotations || (flags & LKE_NOT_PLAIN) || (bound && argcount == 0))
-            goto done;
-        if (dict != NULL && (!PyDict_CheckExact(dict) || PyDict_Size(dict) != 0))
-            goto done;
-        total = argcount + kwonly + ((flags & CO_VARARGS) != 0) + ((flags & CO_VARKEYWORDS) != 0);
-        if (total > LKE_FAST_MAX_PARAMETERS)
-            goto done;
-
-        /* The parameter names: co_varnames[:total]. */
-    #if PY_VERSION_HEX >= 0x030C0000
-        names = PyCode_GetVarnames(co);  /* cached by the code object */
-        if (names == NULL) {
-            result = -1;
-            goto done;
-        }
-    #elif PY_VERSION_HEX >= 0x030B0000
-        /* 3.11 builds co_varnames anew on every read.  It lists the entries of
-           co_localsplusnames whose kind has CO_FAST_LOCAL (0x20 in 3.11's
-           pycore_code.h), in order: where the leading `total` all have it,
-           they are co_varnames[:total]. */
-        names = co->co_localsplusnames;
-        Py_INCREF(names);
-        if (PyTuple_GET_SIZE(names) < total)
-            goto done;
-        {
-            const char *kinds = PyBytes_AS_STRING(co->co_localspluskinds);
-            for (i = 0; i < total; i++)
-                if (!(kinds[i] & 0x20))
-                    goto done;
-        }
-    #else
-        names = co->co_varnames;
-        Py_INCREF(names);
-    #endif
-        if (PyTuple_GET_SIZE(names) < total)
-            goto done;
-        for (i = 0; i < total; i++) {
-            PyObject *name = PyTuple_GET_ITEM(names, i);
-            if (!PyUnicode_CheckExact(name))
-                goto done;
-            ok = PyUnicode_IsIdentifier(name);  /* what str.isidentifier() calls */
-            if (ok <= 0) {
-                if (ok < 0)
-                    PyErr_Clear();  /* the slow path will see it again */
-                goto done;
-            }
-            ok = PySet_Contains(keywords, name);
-            if (ok != 0) {
-                if (ok < 0)
-                    result = -1;
-                goto done;
-            }
-            for (j = 0; j < i; j++) {
-                PyObject *other = PyTuple_GET_ITEM(names, j);
-                if (other == name || (PyUnicode_GET_LENGTH(other) == PyUnicode_GET_LENGTH(name)
-                                      && PyUnicode_Compare(other, name) == 0))
-                    goto done;
-            }
-        }
-
-        if (defaults != NULL) {
-            if (!PyTuple_CheckExact(defaults))
-                goto done;
-            ndefaults = PyTuple_GET_SIZE(defaults);
-            if (ndefaults > argcount)
-                goto done;
-            for (i = 0; i < ndefaults; i++)
-                if (PyTuple_GET_ITEM(defaults, i) == empty)
-                    goto done;
-        }
-        if (kwonly > 0) {
-            PyObject *key, *value;
-            Py_ssize_t pos = 0;
-            if (kwdefaults == NULL || !PyDict_CheckExact(kwdefaults))
-                goto done;
-            ok = 1;
-            LKE_BEGIN_CRITICAL_SECTION(kwdefaults);
-            /* str keys only: looking the names up then runs no Python code. */
-            while (PyDict_Next(kwdefaults, &pos, &key, NULL)) {
-                if (!PyUnicode_CheckExact(key)) {
-                    ok = 0;
-                    break;
-                }
-            }
-            for (i = argcount; ok == 1 && i < argcount + kwonly; i++) {
-                /* Borrowed, only compared, inside the critical section. */
-                value = PyDict_GetItemWithError(kwdefaults, PyTuple_GET_ITEM(names, i));
-                if (value == NULL)
-                    ok = PyErr_Occurred() ? -1 : 0;
-                else if (value == empty)
-                    ok = 0;
-            }
-            LKE_END_CRITICAL_SECTION();
-            if (ok != 1) {
-                if (ok < 0)
-                    result = -1;
-                goto done;
-            }
-        }
-
-        *accepted = (flags & CO_VARARGS) ? -1 : argcount - bound;
-        *required = argcount - ndefaults;
-        if (bound && *required > 0)
-            *required -= 1;  /* self was the first required parameter */
-        result = 1;
-    done:
-        Py_DECREF(code);
-        Py_XDECREF(defaults);
-        Py_XDECREF(kwdefaults);
-        Py_XDECREF(dict);
-        Py_XDECREF(names);
-        return result;
-    }
-    """
+cdef extern from "_arity.h":
     int lke_describe_fast(object callback, object empty, object keywords,
                           Py_ssize_t *accepted, Py_ssize_t *required) except -1
 
@@ -377,37 +188,7 @@ def describe_callback(callback):
     return accepted, required
 
 
-cdef extern from *:
-    """
-    /* dict.get(key, dflt) as a new reference, safe without the GIL.  Cython's
-       own dict.get (as of 3.3) takes a borrowed reference from
-       PyDict_GetItemWithError and increfs it afterwards: on free-threaded
-       CPython another thread can replace that value, and free it, in between.
-       PyDict_GetItemRef (3.13+, where free threading exists) takes the
-       reference inside the lookup.  Same cost on GIL builds. */
-    static CYTHON_INLINE PyObject *lke_dict_get(PyObject *dict, PyObject *key,
-                                                PyObject *dflt) {
-        PyObject *value;
-    #if PY_VERSION_HEX >= 0x030D0000
-        int found = PyDict_GetItemRef(dict, key, &value);
-        if (found < 0)
-            return NULL;
-        if (found == 0) {
-            Py_INCREF(dflt);
-            value = dflt;
-        }
-    #else
-        value = PyDict_GetItemWithError(dict, key);
-        if (value == NULL) {
-            if (PyErr_Occurred())
-                return NULL;
-            value = dflt;
-        }
-        Py_INCREF(value);
-    #endif
-        return value;
-    }
-    """
+cdef extern from "_compat.h":
     # Every registry lookup uses this.  `d` is passed as PyObject* so that
     # Cython doesn't incref the attribute.
     object lke_dict_get(PyObject *d, object key, object dflt)
@@ -509,80 +290,7 @@ def registry_state(EmitterCore emitter not None, event):
 # ---------------------------------------------------------------------------
 # Weak registrations and slow-handler timing: C helpers for emit.
 
-cdef extern from *:
-    """
-    /* The referent of a weak reference, as a new reference; NULL if dead. */
-    static PyObject *lke_weak_get(PyObject *ref) {
-    #if PY_VERSION_HEX >= 0x030D0000
-        PyObject *obj = NULL;
-        if (PyWeakref_GetRef(ref, &obj) <= 0) {
-            PyErr_Clear();
-            return NULL;
-        }
-        return obj;
-    #else
-        PyObject *obj = PyWeakref_GET_OBJECT(ref);
-        if (obj == Py_None)
-            return NULL;
-        Py_INCREF(obj);
-        return obj;
-    #endif
-    }
-
-    /* Calls a weak registration (LKE_WEAK) with its first `passed` arguments:
-       0 if its referent is dead (nothing called), else 1 with *result set as
-       a call sets it.  The referent is held for the call. */
-    static int lke_call_weak(PyObject *container, uint32_t flags, PyObject *const *argv,
-                             Py_ssize_t passed, PyObject **result) {
-        PyObject *target, *self = NULL, *function;
-        if (flags & LKE_METHOD) {  /* (weak reference to __self__, __func__) */
-            self = lke_weak_get(PyTuple_GET_ITEM(container, 0));
-            if (self == NULL)
-                return 0;
-            function = PyTuple_GET_ITEM(container, 1);
-            if (passed < 16) {
-                PyObject *stack[17];
-                stack[0] = self;
-                memcpy(&stack[1], argv, (size_t)passed * sizeof(PyObject *));
-                *result = PyObject_Vectorcall(function, stack, (size_t)passed + 1, NULL);
-            } else {
-                PyObject *args = PyTuple_New(passed + 1);
-                *result = NULL;
-                if (args != NULL) {
-                    Py_INCREF(self);
-                    PyTuple_SET_ITEM(args, 0, self);
-                    for (Py_ssize_t i = 0; i < passed; i++) {
-                        Py_INCREF(argv[i]);
-                        PyTuple_SET_ITEM(args, i + 1, argv[i]);
-                    }
-                    *result = PyObject_Call(function, args, NULL);
-                    Py_DECREF(args);
-                }
-            }
-            Py_DECREF(self);
-            return 1;
-        }
-        target = lke_weak_get(container);
-        if (target == NULL)
-            return 0;
-        *result = PyObject_Vectorcall(target, argv, (size_t)passed, NULL);
-        Py_DECREF(target);
-        return 1;
-    }
-
-    /* Slow-handler detection: the threshold in nanoseconds, 0 when off. */
-    static int64_t lke_slow_ns = 0;
-
-    static CYTHON_INLINE int64_t lke_now(void) {
-    #if PY_VERSION_HEX >= 0x030D0000
-        PyTime_t t = 0;
-        (void)PyTime_MonotonicRaw(&t);
-        return (int64_t)t;
-    #else
-        return (int64_t)_PyTime_GetMonotonicClock();
-    #endif
-    }
-    """
+cdef extern from "_walk.h":
     PyObject *lke_weak_get(PyObject *ref)
     int lke_call_weak(PyObject *container, uint32_t flags, PyObject **argv,
                       Py_ssize_t passed, PyObject **result)
@@ -722,55 +430,7 @@ cdef Py_ssize_t _find_identity(object handlers, PyObject *stored, Py_hash_t key_
             return pos
 
 
-cdef extern from *:
-    """
-    /* Positions found by a lookup. */
-    typedef struct {
-        Py_ssize_t small[8];
-        Py_ssize_t *items;
-        Py_ssize_t n, capacity;
-    } lke_positions;
-
-    static CYTHON_INLINE void lke_positions_init(lke_positions *p) {
-        p->items = p->small;
-        p->n = 0;
-        p->capacity = 8;
-    }
-
-    static int lke_positions_add(lke_positions *p, Py_ssize_t pos) {
-        if (p->n == p->capacity) {
-            Py_ssize_t capacity = p->capacity * 2;
-            Py_ssize_t *items = (p->items == p->small)
-                ? (Py_ssize_t *)PyMem_Malloc((size_t)capacity * sizeof(Py_ssize_t))
-                : (Py_ssize_t *)PyMem_Realloc(p->items, (size_t)capacity * sizeof(Py_ssize_t));
-            if (items == NULL) {
-                PyErr_NoMemory();
-                return -1;
-            }
-            if (p->items == p->small)
-                memcpy(items, p->small, sizeof(p->small));
-            p->items = items;
-            p->capacity = capacity;
-        }
-        p->items[p->n++] = pos;
-        return 0;
-    }
-
-    static int lke_positions_has(lke_positions *p, Py_ssize_t pos) {
-        for (Py_ssize_t k = 0; k < p->n; k++)
-            if (p->items[k] == pos)
-                return 1;
-        return 0;
-    }
-
-    static CYTHON_INLINE void lke_positions_free(lke_positions *p) {
-        if (p->items != p->small)
-            PyMem_Free(p->items);
-        p->items = p->small;
-        p->n = 0;
-        p->capacity = 8;
-    }
-    """
+cdef extern from "_registry.h":
     ctypedef struct lke_positions:
         Py_ssize_t *items
         Py_ssize_t n
@@ -895,12 +555,12 @@ cdef Py_ssize_t _listener_limit(EmitterCore self) except -1:
     # (checked as set_max_listeners checks it).
     if self.listener_limit >= 0:
         return self.listener_limit
-    value = _PyType_Lookup(Py_TYPE_ptr(<PyObject *>self), "max_listeners")
-    if value is NULL or <object>value is None:
+    value = getattr(type(self), "max_listeners", None)  # as the pure twin reads it
+    if value is None:
         return 0
-    if type(<object>value) is int and 0 <= <object>value <= PY_SSIZE_T_MAX:
-        return <Py_ssize_t><object>value
-    return checked_max_listeners(<object>value)
+    if type(value) is int and 0 <= value <= PY_SSIZE_T_MAX:
+        return <Py_ssize_t>value
+    return checked_max_listeners(value)
 
 
 cdef int _remove(object handlers, object callback, Py_hash_t key_hash, PyObject *stored) except -1:
@@ -1216,6 +876,20 @@ cdef class EmitterCore:
     # class as a METH_FASTCALL method descriptor.
 
     @cython.binding(False)
+    def emit(self, event, *args):
+        """Call every handler of ``event`` with the leading ``args`` it accepts."""
+        cdef Py_ssize_t n = len(args)
+        cdef PyObject *stack[9]
+        cdef tuple items
+        if n < 8:
+            stack[0] = <PyObject *>event
+            for i in range(n):
+                stack[i + 1] = <PyObject *>args[i]
+            return _emit(self, stack, n + 1, NULL)
+        items = (event,) + args
+        return _emit(self, PySequence_Fast_ITEMS(items), n + 1, NULL)
+
+    @cython.binding(False)
     def on(self, event, callback=None, *, weak=False):
         """Call ``callback`` every time ``event`` is emitted; return it."""
         if callback is None:
@@ -1390,207 +1064,11 @@ def restore_emitter(emitter, state):
 # so an emit allocates nothing, and `self.emit(...)` makes no bound method.
 # Each handler gets a vectorcall on a prefix of that array.
 
-cdef extern from *:
-    """
-    /* Call `callable` as Cython's own calls do: through its vectorcall slot
-       when it has one (Python functions, bound methods, builtins), skipping
-       PyObject_Vectorcall's out-of-line wrapper and its result sanity check;
-       anything else goes through PyObject_Vectorcall. */
-    static CYTHON_INLINE PyObject *lke_vectorcall(PyObject *callable, PyObject *const *args,
-                                                  size_t nargsf) {
-        PyTypeObject *tp = Py_TYPE(callable);
-        if (PyType_HasFeature(tp, Py_TPFLAGS_HAVE_VECTORCALL)) {
-            /* PyVectorcall_Function, inlined (it is out of line in 3.11). */
-            vectorcallfunc func;
-            memcpy(&func, (char *)callable + tp->tp_vectorcall_offset, sizeof(func));
-            if (func != NULL)
-                return func(callable, args, nargsf, NULL);
-        }
-        return PyObject_Vectorcall(callable, args, nargsf, NULL);
-    }
-    """
+cdef extern from "_walk.h":
     PyObject *lke_vectorcall(PyObject *callable, PyObject **args, size_t nargsf)
 
 
-cdef extern from *:
-    """
-    #if defined(_MSC_VER)
-    #define LKE_ALWAYS_INLINE static __forceinline
-    #elif defined(__GNUC__) || defined(__clang__)
-    #define LKE_ALWAYS_INLINE static inline __attribute__((always_inline))
-    #else
-    #define LKE_ALWAYS_INLINE static CYTHON_INLINE
-    #endif
-
-    #define LKE_STACK_ARGS 8
-
-    /* An emit's walk over the slots of one table (rule 5): where it is, and
-       where it stopped and why (filled only when it stops). */
-    typedef struct {
-        lke_handlers *h;
-        lke_table *table;        /* the table it reads: current when it started */
-        lke_walker local, *record; /* its record (rule 8) */
-        PyObject **argv;         /* the emitted arguments (the caller's array) */
-        Py_ssize_t given, count; /* how many; how many slots the walk covers */
-        Py_ssize_t next;         /* the slot to look at next */
-        lke_slot *slot;          /* the slot of the handler it stopped at */
-        int64_t elapsed;         /* that handler's time (slow-handler detection) */
-        int status;              /* why it stopped (LKE_WALK_*) */
-    } lke_walk;
-
-    /* Why lke_walk_step stopped. */
-    #define LKE_WALK_DONE 0
-    #define LKE_WALK_ARITY 1   /* slot needs more arguments than were emitted */
-    #define LKE_WALK_RAISED 2  /* its handler raised: the exception is set */
-    #define LKE_WALK_SLOW 3    /* its handler took longer than the threshold */
-
-    /* Claims a once slot for this walk (rule 6), in the Handlers' critical
-       section: 1 if claimed, 0 if another walk or a removal got it first. */
-    static int lke_take_once(lke_walk *w, Py_ssize_t i, lke_slot *slot) {
-        lke_release r;
-        int claimed;
-        lke_release_init(&r);
-        LKE_BEGIN_CRITICAL_SECTION(w->h);
-        claimed = lke_claim(w->h, w->table, i, slot, &r);
-        LKE_END_CRITICAL_SECTION();
-        lke_release_all(&r);  /* (empty: the claimed callback waits for this walk) */
-        return claimed;
-    }
-
-    /* Walks slots [first, w->count) until the end (LKE_WALK_DONE) or a stop,
-       which it records in *w.  Per handler it writes nothing shared: the
-       slot's callback is kept alive for the walk by its record (rule 8). */
-    LKE_ALWAYS_INLINE int lke_walk_impl(lke_walk *w, PyObject **argv, Py_ssize_t given,
-                                         Py_ssize_t first, int timed) {
-        Py_ssize_t i, passed, count = w->count;
-        lke_slot *const *slots = w->table->slots;
-        PyObject *result, *callback;
-        /* Bound-method handlers get the arguments copied here, behind a spare
-           slot, so that they prepend self in place (PY_VECTORCALL_ARGUMENTS_OFFSET):
-           the caller's array must not be written to.  Copied at most once. */
-        PyObject *stack[LKE_STACK_ARGS + 1], **offset_argv = NULL;
-        int taken, status;
-        /* Slow-handler detection reads the clock once per call, not twice: a
-           handler's time runs from the previous call's end (or the walk's
-           start), so it includes this loop's few instructions for the slots
-           between, nanoseconds against a threshold in milliseconds.  A clock
-           read costs 20-50 ns, as much as the call itself. */
-        int64_t started = timed ? lke_now() : 0, elapsed = 0, now;
-        for (i = first; i < count; i++) {
-            lke_slot *slot = slots[i];
-            taken = 1;
-            if (given < LKE_LOAD(&slot->gate)) {  /* special, or too few arguments */
-                uint32_t flags = LKE_LOAD(&slot->flags);
-                if (flags & LKE_SPECIAL) {
-                    if (flags & LKE_DEAD)
-                        continue;  /* removed: skipped at once */
-                    if ((flags & LKE_ONCE) && !lke_take_once(w, i, slot))
-                        continue;  /* fired by another walk first */
-                    if (flags & LKE_WEAK)
-                        taken = 2;
-                }
-                if (given < slot->required) {
-                    w->slot = slot;
-                    status = LKE_WALK_ARITY;
-                    goto stop;
-                }
-            }
-            passed = slot->accepted < given ? slot->accepted : given;
-            callback = slot->callback;
-            if (taken == 2) {  /* held weakly: its referent, if alive */
-                if (!lke_call_weak(callback, slot->flags, argv, passed, &result))
-                    continue;
-            } else if (Py_TYPE(callback) != &PyMethod_Type || given > LKE_STACK_ARGS) {
-                result = lke_vectorcall(callback, argv, (size_t)passed);
-            } else {
-                if (offset_argv == NULL) {
-                    memcpy(&stack[1], argv, (size_t)given * sizeof(PyObject *));
-                    offset_argv = &stack[1];
-                }
-                result = lke_vectorcall(callback, offset_argv,
-                                        (size_t)passed | PY_VECTORCALL_ARGUMENTS_OFFSET);
-            }
-            if (timed) {
-                now = lke_now();
-                elapsed = now - started;
-                started = now;
-            }
-            /* Checking the result instead of a try/except per handler keeps
-               isolation free when nothing fails. */
-            if (result == NULL || (timed && elapsed > lke_slow_ns)) {
-                Py_XDECREF(result);
-                w->slot = slot;
-                status = result == NULL ? LKE_WALK_RAISED : LKE_WALK_SLOW;
-                goto stop;
-            }
-            Py_DECREF(result);
-        }
-        return LKE_WALK_DONE;
-    stop:
-        w->argv = argv;
-        w->given = given;
-        w->next = i + 1;
-        w->elapsed = elapsed;
-        return w->status = status;
-    }
-
-    /* Walks on from `first` until the end or a stop (also in w->status);
-       each branch's `timed` is a constant: the untimed walk reads no clock. */
-    LKE_ALWAYS_INLINE int lke_walk_run(lke_walk *w, PyObject **argv, Py_ssize_t given,
-                                        Py_ssize_t first) {
-        return lke_slow_ns ? lke_walk_impl(w, argv, given, first, 1)
-                           : lke_walk_impl(w, argv, given, first, 0);
-    }
-
-    /* After a stop: walks on from w->next (out of line). */
-    static int lke_walk_step(lke_walk *w) {
-        w->status = lke_walk_run(w, w->argv, w->given, w->next);
-        return w->status;
-    }
-
-    /* Frees what no walk needs any more (rule 8), after a walk that may
-       have held it back.  Out of line: rarely needed. */
-    static void lke_walk_reclaim(lke_handlers *h) {
-        lke_release r;
-        lke_release_init(&r);
-        LKE_BEGIN_CRITICAL_SECTION(h);
-        lke_reclaim(h, &r);
-        LKE_END_CRITICAL_SECTION();
-        lke_release_all(&r);
-    }
-
-    /* Ends the walk (after a stop, once the caller is done with it). */
-    static void lke_walk_finish(lke_walk *w) {
-        if (lke_walk_end(w->h, w->record))
-            lke_walk_reclaim(w->h);
-    }
-
-    /* Begins a walk of `h` and walks: LKE_WALK_DONE when it also ended it;
-       else the caller deals with the stop (w->status) and ends the walk with
-       lke_walk_finish.  -1 with an exception set if it could not begin.
-       Inlined into emit: all an ordinary emit does. */
-    LKE_ALWAYS_INLINE int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given,
-                                          lke_walk *w) {
-    #ifndef Py_GIL_DISABLED
-        if (h->table == NULL || h->table->count == 0)
-            return LKE_WALK_DONE;  /* nothing to call: nothing to record */
-    #endif
-        w->h = h;
-        if (lke_walk_begin(h, &w->local, &w->record, &w->table, &w->count) < 0)
-            return -1;
-        if (w->count == 0) {
-            if (lke_walk_end(h, w->record))
-                lke_walk_reclaim(h);
-            return LKE_WALK_DONE;
-        }
-        if (lke_walk_run(w, argv, given, 0) == LKE_WALK_DONE) {
-            if (lke_walk_end(h, w->record))
-                lke_walk_reclaim(h);
-            return LKE_WALK_DONE;
-        }
-        return w->status;
-    }
-    """
+cdef extern from "_walk.h":
     ctypedef struct lke_walk:
         Py_ssize_t given
         lke_slot *slot
@@ -1670,9 +1148,11 @@ _emit_def.ml_doc = (
     "emit($self, event, *args)\n--\n\n"
     "Call every handler of ``event`` with the leading ``args`` it accepts."
 )
-PyDict_SetItem(<object>(<PyTypeObject *>EmitterCore).tp_dict, "emit",
-               PyDescr_NewMethod(<PyTypeObject *>EmitterCore, &_emit_def))
-PyType_Modified(<PyTypeObject *>EmitterCore)
+# EmitterCore is a static type, which public C-API doesn't let anyone add
+# methods to after PyType_Ready: the public class (_emitter.py), a heap type,
+# puts this descriptor in its own namespace instead.  EmitterCore.emit is the
+# same call through Cython's argument tuple.
+emit_method = PyDescr_NewMethod(<PyTypeObject *>EmitterCore, &_emit_def)
 
 
 # ===========================================================================
@@ -1711,37 +1191,10 @@ cdef extern from "Python.h":
     void lke_incref "Py_INCREF"(PyObject *obj)
     void lke_decref "Py_DECREF"(PyObject *obj)
 
-cdef extern from *:
-    """
-    /* Whether the weak reference `ref` refers to `obj`, a live object other
-       than None.  The referent is compared, never used. */
-    static int lke_weakref_is(PyObject *ref, PyObject *obj) {
-    #if PY_VERSION_HEX >= 0x030D0000
-        PyObject *target = NULL;
-        int found = PyWeakref_GetRef(ref, &target);
-        if (found <= 0) {
-            if (found < 0) PyErr_Clear();
-            return 0;
-        }
-        Py_DECREF(target);
-        return target == obj;
-    #else
-        return obj != Py_None && PyWeakref_GET_OBJECT(ref) == obj;
-    #endif
-    }
-
-    """
+cdef extern from "_compat.h":
     bint lke_weakref_is(PyObject *ref, PyObject *obj)
 
-cdef extern from *:
-    """
-    /* The one-entry memo of _lk_cache_for is a plain global: only with the GIL. */
-    #ifdef Py_GIL_DISABLED
-    #define LKE_LK_MEMO 0
-    #else
-    #define LKE_LK_MEMO 1
-    #endif
-    """
+cdef extern from "_compat.h":
     const bint LKE_LK_MEMO
 
 cdef enum:

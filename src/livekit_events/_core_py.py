@@ -67,7 +67,7 @@ from ._common import (
 )
 from ._common import describe_callback as _describe_slow
 
-__all__ = ("EmitterCore", "OnceWrapper", "describe_callback")
+__all__ = ("EmitterCore", "OnceWrapper", "describe_callback", "emit_method")
 
 
 # -- reading a callback's arity ------------------------------------------------------
@@ -689,6 +689,9 @@ class EmitterCore:
 
 _CORE_ON = EmitterCore.on
 _CORE_OFF = EmitterCore.off
+
+
+emit_method = EmitterCore.emit  # what the public class calls emit (as in _core_c)
 
 
 def _claim(handlers: _Handlers, registration: Registration) -> Any:

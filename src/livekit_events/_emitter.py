@@ -25,6 +25,8 @@ from typing import (
     overload,
 )
 
+import sys
+
 from ._core import EmitterCore
 
 __all__ = ("EventEmitter", "EmitterAPI")
@@ -150,6 +152,9 @@ class EventEmitter(EmitterAPI[T_contra], EmitterCore, Generic[T_contra]):
     says which core runs).
     """
 
+    if not TYPE_CHECKING:  # (the typed emit is EmitterAPI's)
+        emit = sys.modules[EmitterCore.__module__].emit_method  # the core's fastest emit
+
 
 def emitter_class_for(core: type) -> type:
     """The public class built over ``core`` (a core module's ``EmitterCore``).
@@ -160,7 +165,11 @@ def emitter_class_for(core: type) -> type:
     """
     if core is EmitterCore:
         return EventEmitter
-    namespace = {"__doc__": EventEmitter.__doc__, "__module__": __name__}
+    namespace = {
+        "__doc__": EventEmitter.__doc__,
+        "__module__": __name__,
+        "emit": sys.modules[core.__module__].emit_method,
+    }
     generic: Any = Generic  # subscripted at run time, outside a class statement
     return types.new_class(
         "EventEmitter", (EmitterAPI, core, generic[T_contra]), {}, lambda ns: ns.update(namespace)

@@ -34,9 +34,7 @@
 #ifndef LKE_REGISTRY_H
 #define LKE_REGISTRY_H
 
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
+#include "_compat.h"
 
 /* -- atomics: plain accesses with the GIL (rule 1), C11-style atomics on
    free-threaded builds. -- */
@@ -1043,6 +1041,53 @@ static void lke_handlers_debug(lke_handlers *h, Py_ssize_t *dead, Py_ssize_t *wa
     *dead = h->dead;
     *waiting = p != NULL ? p->waiting_n : 0;
     *retired = n;
+}
+
+/* Positions found by a lookup. */
+typedef struct {
+    Py_ssize_t small[8];
+    Py_ssize_t *items;
+    Py_ssize_t n, capacity;
+} lke_positions;
+
+static LKE_INLINE void lke_positions_init(lke_positions *p) {
+    p->items = p->small;
+    p->n = 0;
+    p->capacity = 8;
+}
+
+static int lke_positions_add(lke_positions *p, Py_ssize_t pos) {
+    if (p->n == p->capacity) {
+        Py_ssize_t capacity = p->capacity * 2;
+        Py_ssize_t *items = (p->items == p->small)
+            ? (Py_ssize_t *)PyMem_Malloc((size_t)capacity * sizeof(Py_ssize_t))
+            : (Py_ssize_t *)PyMem_Realloc(p->items, (size_t)capacity * sizeof(Py_ssize_t));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (p->items == p->small)
+            memcpy(items, p->small, sizeof(p->small));
+        p->items = items;
+        p->capacity = capacity;
+    }
+    p->items[p->n++] = pos;
+    return 0;
+}
+
+static int lke_positions_has(lke_positions *p, Py_ssize_t pos) {
+    for (Py_ssize_t k = 0; k < p->n; k++)
+        if (p->items[k] == pos)
+            return 1;
+    return 0;
+}
+
+static LKE_INLINE void lke_positions_free(lke_positions *p) {
+    if (p->items != p->small)
+        PyMem_Free(p->items);
+    p->items = p->small;
+    p->n = 0;
+    p->capacity = 8;
 }
 
 #endif /* LKE_REGISTRY_H */
