@@ -258,6 +258,20 @@ def test_check_prints_the_report(tmp_path: Path) -> None:
     assert any(line.startswith("  core    livekit.rtc.room.Room") for line in done.stdout.splitlines())
 
 
+def test_check_without_livekit_says_what_to_install(tmp_path: Path) -> None:
+    """livekit is a separate install: --check says so, exits 1, no traceback."""
+    shadow = tmp_path / "shadow" / "livekit"  # first on sys.path: livekit "missing"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'livekit'\", name='livekit')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(shadow.parent))
+    done = run(["-m", "livekit_events", "--check"], tmp_path, env)
+    assert done.returncode == 1
+    assert "pip install livekit" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
 @pytest.mark.parametrize(
     "args, status, text",
     [

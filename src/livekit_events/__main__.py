@@ -23,7 +23,8 @@ variable (Python 2, another virtual environment) only run their own
 ``--check`` starts a Python process the same way, imports ``livekit.rtc`` (and
 ``livekit.agents`` if it is installed) there, and prints the
 ``InstallReport``: which livekit, which core, which classes dispatch through
-it.  Exit status 0 when it is installed, 1 when not.
+it.  Exit status 0 when it is installed, 1 when not (livekit missing
+included: then it says what to install).
 """
 
 from __future__ import annotations
@@ -45,7 +46,15 @@ there.  --check prints what install() does in such a process.
 
 _CHECK = """\
 import importlib.util, sys
-import livekit.rtc  # the startup hook installs here
+try:
+    import livekit.rtc  # the startup hook installs here
+except ImportError as exc:
+    print(
+        f"livekit_events: livekit is not installed in this environment ({exc}); "
+        "install it next to livekit_events: pip install livekit (or livekit-agents)",
+        file=sys.stderr,
+    )
+    sys.exit(1)
 if importlib.util.find_spec("livekit.agents") is not None:
     import livekit.agents
 import livekit_events
