@@ -35,7 +35,7 @@ from ._livekit import (
 )
 
 if TYPE_CHECKING:
-    from . import aio
+    from . import aio as aio
     from .aio import (
         EventStream,
         EventStreamOverflowError,
