@@ -63,15 +63,3 @@ __all__ = (
     "wait_for",
 )
 
-# Named where users import them from (reprs, tracebacks, pickles).
-for _public in (
-    EventStream,
-    EventStreamOverflowError,
-    HandlerOverflowError,
-    SupportsOnOff,
-    TaskHandlers,
-    iterate,
-    wait_for,
-):
-    _public.__module__ = __name__
-del _public
