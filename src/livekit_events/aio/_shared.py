@@ -110,8 +110,8 @@ def off_quietly(emitter: AnyEmitter, event: Any, handler: Callable[..., Any]) ->
         pass
 
 
-#: ``BoundedBuffer.put``'s outcomes.
-ADDED = "added"  # in the buffer (``drop_oldest`` may have pushed the oldest out)
+#: ``BoundedBuffer.put``'s answers, unless it returns an evicted emission.
+ADDED = "added"  # in the buffer
 DROPPED = "dropped"  # full, ``drop_newest``: not added
 REFUSED = "refused"  # full, ``raise``: not added, not counted in ``dropped``
 
@@ -123,7 +123,8 @@ class BoundedBuffer(collections.deque[EventArgs]):
     The caller holds its own lock around ``put`` and ``take_all``, and lets go
     of what they return only after releasing it: under the lock nothing is
     created or released (no finalizer, no garbage collection, no user code
-    can run while it is held).
+    can run while it is held), which is why ``put`` answers with a constant
+    or the evicted emission itself, never a new object.
     """
 
     __slots__ = ("dropped", "maxsize", "overflow")
@@ -134,21 +135,22 @@ class BoundedBuffer(collections.deque[EventArgs]):
         self.overflow = overflow
         self.dropped = 0  # emissions the drop_oldest/drop_newest policy dropped
 
-    def put(self, args: EventArgs) -> Tuple[str, Optional[EventArgs]]:
-        """Add ``args`` by the policy: ``(outcome, evicted)``, ``evicted``
-        being the oldest emission ``drop_oldest`` pushed out, if any."""
+    def put(self, args: EventArgs) -> object:
+        """Add ``args`` by the policy.  Returns ``ADDED``, ``DROPPED`` or
+        ``REFUSED``; or, when ``drop_oldest`` pushed the oldest emission out
+        to make room for ``args``, that emission."""
         if len(self) < self.maxsize:
             self.append(args)
-            return ADDED, None
+            return ADDED
         if self.overflow == "drop_oldest":
             evicted = self.popleft()
             self.append(args)
             self.dropped += 1
-            return ADDED, evicted
+            return evicted
         if self.overflow == "drop_newest":
             self.dropped += 1
-            return DROPPED, None
-        return REFUSED, None
+            return DROPPED
+        return REFUSED
 
     def take_all(self) -> List[EventArgs]:
         """Empty the buffer and return what it held."""

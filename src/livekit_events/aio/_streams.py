@@ -20,8 +20,8 @@ from typing import (
 from .._common import ALL_ARGUMENTS, arity_error, describe_callback
 from .._emitter import EventEmitter
 from ._shared import (
-    ADDED,
     DEFAULT_MAXSIZE,
+    DROPPED,
     REFUSED,
     AnyEmitter,
     BoundedBuffer,
@@ -300,17 +300,17 @@ class _Channel:
             except Exception as exc:
                 self.fail(exc)
                 return
-        # The dropped emission and the error live past the lock (see
+        # A dropped emission and the error live past the lock (see
         # BoundedBuffer).
         with self.lock:
             if self.closed:
                 return
-            outcome, evicted = self.buffer.put(args)
-        del evicted
-        if outcome is ADDED:
-            self.wake()
-        elif outcome is REFUSED:
+            outcome = self.buffer.put(args)
+        if outcome is REFUSED:
             self.fail(EventStreamOverflowError(self.event, self.buffer.maxsize))
+        elif outcome is not DROPPED:
+            del outcome  # an evicted emission is released here
+            self.wake()
 
     def fail(self, exc: BaseException) -> None:
         # Stop listening now; the error is raised once the buffer is drained.

@@ -320,20 +320,19 @@ class _Registration:
                 return
             pending = self.pending
             if self.mode == "latest":  # only the newest emission waits
-                evicted = pending.popleft() if pending else None
+                outcome: object = pending.popleft() if pending else ADDED
                 pending.append(args)
-                outcome = ADDED
             else:
-                outcome, evicted = pending.put(args)
+                outcome = pending.put(args)
             if outcome is DROPPED:
                 return
             if outcome is REFUSED:
                 self.refused += 1
             elif not on_loop and not self.scheduled:
                 self.scheduled = schedule = True
-        del evicted
         if outcome is REFUSED:
             raise HandlerOverflowError(self.event, self.name, pending.maxsize)
+        del outcome  # an evicted emission is released here
         if on_loop:
             self.fill()
         elif schedule:
