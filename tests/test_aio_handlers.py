@@ -1,4 +1,4 @@
-"""livekit_events.aio.TaskHandlers: async handlers in tasks the owner owns (issue 14).
+"""livekit_events.aio.TaskHandlers: async handlers in tasks the owner owns.
 
 Every test that takes ``emitter`` runs three times: on the compiled core, on
 the pure twin, and on livekit's own ``livekit.rtc.EventEmitter`` (this module

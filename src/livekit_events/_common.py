@@ -7,7 +7,6 @@ arity error, and the failure log record.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import copyreg
 import functools
@@ -49,10 +48,6 @@ ASYNC_CALLBACK_MESSAGE = (
 #: (``*args``, or a signature that cannot be read).
 ALL_ARGUMENTS = -1
 
-# asyncio's legacy marker (set by ``@asyncio.coroutine`` before 3.11); livekit
-# checks it too.  Private, so read defensively.
-_ASYNCIO_COROUTINE_MARKER = getattr(asyncio.coroutines, "_is_coroutine", None)
-
 _POSITIONAL = (
     inspect.Parameter.POSITIONAL_ONLY,
     inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -84,12 +79,19 @@ def _is_async_callable(callback: Any) -> bool:
     for layer in _callable_layers(callback):
         if inspect.iscoroutinefunction(layer) or inspect.isasyncgenfunction(layer):
             return True
-        if (
-            _ASYNCIO_COROUTINE_MARKER is not None
-            and getattr(layer, "_is_coroutine", None) is _ASYNCIO_COROUTINE_MARKER
-        ):
+        marker = getattr(layer, "_is_coroutine", None)
+        if marker is not None and marker is _asyncio_coroutine_marker():
             return True
     return False
+
+
+def _asyncio_coroutine_marker() -> object:
+    """asyncio's legacy marker (set by ``@asyncio.coroutine`` before 3.11),
+    which livekit checks too; ``None`` if it is gone.  Read from an asyncio
+    already imported: a callable can only carry the marker once asyncio is,
+    and importing asyncio here would be most of the package's import time."""
+    coroutines = sys.modules.get("asyncio.coroutines")
+    return getattr(coroutines, "_is_coroutine", None)
 
 
 def describe_callback(callback: Any) -> Tuple[int, int]:
@@ -519,14 +521,21 @@ def describe_handler(callback: Any) -> str:
     if isinstance(target, functools.partial):
         target = cast(Any, target.func)
     function: Any = getattr(target, "__func__", target)
-    name = getattr(function, "__qualname__", None) or _safe_repr(callback)
+    name = callable_name(function)
     code = getattr(function, "__code__", None)
     if code is None:
         call = getattr(function.__class__, "__call__", None)
         code = getattr(call, "__code__", None)
     if code is not None:
         return f"{name} ({code.co_filename}:{code.co_firstlineno})"
-    return str(name)
+    return name
+
+
+def callable_name(callback: object) -> str:
+    """How messages name a callable: its ``__qualname__`` (or ``__name__``),
+    else its repr (a placeholder if that raises)."""
+    name = getattr(callback, "__qualname__", None) or getattr(callback, "__name__", None)
+    return name if isinstance(name, str) else _safe_repr(callback)
 
 
 def report_slow_handler(event: Any, callback: Any, elapsed_ns: int) -> None:

@@ -1,52 +1,10 @@
-"""Async helpers: await an emission, iterate emissions, run async handlers.
-
-All of them work with any emitter that has ``on(event, callback)`` and
-``off(event, callback)``: ``livekit_events.EventEmitter`` and its subclasses,
-and ``livekit.rtc.EventEmitter`` (``Room``, its only subclass in
-``livekit.rtc``) as well, with or without ``livekit_events.install()``.  What they register on the
-emitter is a plain synchronous callable.
-
-``wait_for(emitter, event, timeout=None, predicate=None)``
-    Coroutine: the arguments of the next (matching) emission, as a tuple.
-
-``iterate(emitter, event, maxsize=1024, overflow="raise", predicate=None)``
-    An ``EventStream``: an async iterator of argument tuples, bounded, and an
-    async context manager.  It starts listening when it is created.
-
-``TaskHandlers(emitter, mode="concurrent", ...)``
-    Registers async handlers and owns the tasks that run them: each emission
-    schedules the handler on the owner's event loop, ``concurrent`` (a task per
-    emission, optionally limited), ``serial`` (one at a time, in emission
-    order) or ``latest`` (a new emission cancels the running call).  Bounded
-    queues, failures logged, and nothing left pending when it is closed.
-
-Threads: an emission may come from any thread.  A predicate runs where the
-emission happens (inside ``emit``, in the emitting thread, as a handler
-would), and so does each helper's overflow policy: an emission from another
-thread is added to a bounded buffer there, and the loop is handed at most one
-callback at a time per stream or handler, however fast the thread emits.
-Once the loop is closed, emissions from other threads are dropped.  A
-``TaskHandlers`` starts a task only on its loop's thread while that loop runs,
-and never once the loop's tasks have been cancelled at its end.
-
-Cleanup: ``wait_for`` removes its handler when it returns, raises, times out
-or is cancelled.  An ``EventStream`` removes its handler when it is closed:
-by leaving its ``async with`` block, by ``close()``/``aclose()``, after it
-raised an overflow or predicate error, or when the stream object is
-garbage-collected, which on CPython happens as soon as an ``async for`` over
-``iterate(...)`` is left (``break``, ``return``, an exception, cancellation).
-A ``TaskHandlers`` removes its handlers, and cancels (or drains) their work,
-when its ``async with`` block is left, on ``close()``/``aclose()``, or when it
-is garbage-collected.
-"""
+"""``TaskHandlers``: async handlers for an emitter's events, run in tasks it
+owns."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
-import math
-import numbers
 import operator
 import sys
 import threading
@@ -57,14 +15,12 @@ from typing import (
     Awaitable,
     Callable,
     Coroutine,
-    Deque,
     Dict,
     Generic,
     Hashable,
     List,
     Literal,
     Optional,
-    Protocol,
     Set,
     Tuple,
     TypeVar,
@@ -72,43 +28,37 @@ from typing import (
     overload,
 )
 
-from ._common import (
+from .._common import (
     ALL_ARGUMENTS,
     _callable_layers,  # pyright: ignore[reportPrivateUsage]
     _is_async_callable,  # pyright: ignore[reportPrivateUsage]
     _safe_repr,  # pyright: ignore[reportPrivateUsage]
     arity_error,
-    describe_callback,
+    callable_name,
     log_handler_failure,
     logger,
     read_arity,
 )
-from ._emitter import EventEmitter
+from .._emitter import EventEmitter
+from ._shared import (
+    ADDED,
+    DEFAULT_MAXSIZE,
+    DROPPED,
+    REFUSED,
+    AnyEmitter,
+    BoundedBuffer,
+    E,
+    EventArgs,
+    Overflow,
+    SupportsOnOff,
+    check_maxsize,
+    check_overflow,
+    check_seconds,
+    off_quietly,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
-
-__all__ = (
-    "DEFAULT_MAXSIZE",
-    "EventStream",
-    "EventArgs",
-    "EventStreamOverflowError",
-    "AnyEmitter",
-    "ExitPolicy",
-    "HandlerOverflowError",
-    "Mode",
-    "Overflow",
-    "SupportsOnOff",
-    "TaskHandlers",
-    "iterate",
-    "wait_for",
-)
-
-# The event-name type of a livekit_events emitter.  The bound is what any
-# event already is (hashable); the Literal in it makes mypy keep a string
-# literal argument as a literal when it solves E (otherwise it widens "a" to
-# str, and EventEmitter[Literal["a", "b"]] would not match).
-E = TypeVar("E", bound=Union[Hashable, Literal[""]])
 
 # E again, for TaskHandlers.__init__'s self type (a class-scoped type
 # variable can't appear there).
@@ -116,11 +66,6 @@ _E = TypeVar("_E", bound=Union[Hashable, Literal[""]])
 
 #: An async handler: a callable returning an awaitable (``async def``).
 AsyncHandlerT = TypeVar("AsyncHandlerT", bound=Callable[..., Awaitable[Any]])
-
-#: What a bounded buffer or queue does when an emission arrives and it is full.
-Overflow = Literal["raise", "drop_oldest", "drop_newest"]
-
-_OVERFLOW_POLICIES = ("raise", "drop_oldest", "drop_newest")
 
 #: How a ``TaskHandlers`` runs a handler's calls.
 Mode = Literal["concurrent", "serial", "latest"]
@@ -131,57 +76,6 @@ _MODES = ("concurrent", "serial", "latest")
 ExitPolicy = Literal["cancel", "drain"]
 
 _EXIT_POLICIES = ("cancel", "drain")
-
-#: The default bound of ``iterate``'s buffer and of a handler's queue.
-DEFAULT_MAXSIZE = 1024
-
-#: The arguments of one emission, as the helpers return them.
-EventArgs = Tuple[Any, ...]
-
-
-class SupportsOnOff(Protocol):
-    """Another emitter the helpers accept: ``on``/``off`` shaped as livekit's.
-
-    ``livekit.rtc.EventEmitter`` (and so ``Room``, its only subclass in
-    ``livekit.rtc``) matches.  For a ``livekit_events.EventEmitter[E]`` the helpers check the
-    event name against ``E``; for these they accept any event: pyright cannot
-    solve a literal event type through a protocol (it widens it to ``str``),
-    so checking there would reject correct code.
-
-    ``livekit_events.EventEmitter`` itself does not match (its ``on`` is
-    overloaded: no single signature takes "a callback or None"), so a
-    misspelled event on it can't slip through to this looser overload.
-    """
-
-    def on(self, event: Any, callback: Optional[Callable[..., Any]] = None, /) -> object: ...
-
-    def off(self, event: Any, callback: Callable[..., Any], /) -> object: ...
-
-
-#: What the helpers accept as an emitter (typed run-time duck typing: anything
-#: with ``on(event, callback)`` and ``off(event, callback)`` works).
-AnyEmitter = Union[EventEmitter[Any], SupportsOnOff]
-
-
-class EventStreamOverflowError(RuntimeError):
-    """Raised by an ``EventStream`` with ``overflow="raise"`` whose buffer was full.
-
-    It is raised by the iteration after every emission buffered before the
-    overflow has been delivered, so the consumer sees exactly what arrived up
-    to the gap.  The stream stopped listening when it overflowed.
-    """
-
-    def __init__(self, event: object, maxsize: int) -> None:
-        super().__init__(
-            f"event stream for {event!r} overflowed: {maxsize} emissions were waiting "
-            f"and another arrived; the consumer is too slow (raise maxsize, or pass "
-            f"overflow='drop_oldest' or 'drop_newest' to drop emissions instead)"
-        )
-        self.event = event
-        self.maxsize = maxsize
-
-    def __reduce__(self) -> Tuple[Any, ...]:
-        return (type(self), (self.event, self.maxsize))
 
 
 class HandlerOverflowError(RuntimeError):
@@ -207,585 +101,11 @@ class HandlerOverflowError(RuntimeError):
         return (type(self), (self.event, self.handler, self.maxsize))
 
 
-# ---------------------------------------------------------------------------
-# Shared pieces
-
-
-def _running_loop(helper: str) -> asyncio.AbstractEventLoop:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        raise RuntimeError(
-            f"{helper}() must be called from a coroutine running in an event loop"
-        ) from None
-
-
-def _check_maxsize(maxsize: int) -> int:
-    maxsize = operator.index(maxsize)  # TypeError for a float or None
-    if maxsize < 1:
-        raise ValueError(f"maxsize must be at least 1 (queues are bounded), not {maxsize}")
-    return maxsize
-
-
-def _check_overflow(overflow: str) -> str:
-    if overflow not in _OVERFLOW_POLICIES:
-        raise ValueError(f"overflow must be one of {_OVERFLOW_POLICIES}, not {overflow!r}")
-    return overflow
-
-
-def _check_seconds(name: str, seconds: Optional[float]) -> Optional[float]:
-    """``seconds`` as a float delay (``None``: no limit); checked before any registration."""
-    if seconds is None:
-        return None
-    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
-        raise TypeError(
-            f"{name} must be a number of seconds or None, not {type(seconds).__name__!r}"
-        )
-    delay = float(seconds)
-    if math.isnan(delay):
-        raise ValueError(f"{name} must be a number of seconds or None, not nan")
-    return None if delay == math.inf else delay
-
-
-def _predicate_test(
-    event: object, predicate: Optional[Callable[..., object]]
-) -> Optional[Callable[[EventArgs], bool]]:
-    """``predicate`` as a test on an argument tuple, trimmed like a handler's.
-
-    The predicate gets the leading emitted arguments it accepts, as a handler
-    would (``lambda participant: ...`` works on an event emitted with three
-    arguments).  Its signature is read once, here.
-    """
-    if predicate is None:
-        return None
-    try:
-        # Validates as for a handler: TypeError for a non-callable or one with
-        # a required keyword-only parameter, ValueError for an async one.
-        accepted, required = describe_callback(predicate)
-    except ValueError:
-        raise TypeError(
-            "predicate must be a synchronous callable (an async one would never be awaited)"
-        ) from None
-    limit = None if accepted == ALL_ARGUMENTS else accepted
-
-    def test(args: EventArgs) -> bool:
-        if len(args) < required:
-            raise arity_error(event, predicate, required, len(args))
-        return bool(predicate(*args[:limit]))
-
-    return test
-
-
-def _off_quietly(emitter: AnyEmitter, event: Any, handler: Callable[..., Any]) -> None:
-    # After a failed `on`: remove what a subclass's `on` may have registered
-    # before it raised, without hiding the `on` error behind an `off` error.
-    try:
-        emitter.off(event, handler)
-    except Exception:
-        pass
-
-
-class _Relay:
-    """The handler ``wait_for`` and ``iterate`` register: ``push(args)``.
-
-    Takes ``*args``, so both emitters give it every argument; ``push`` runs
-    inside ``emit``, in the emitting thread.  Weakly referenceable, so that
-    ``install()``'s dispatcher reads its signature once.
-    """
-
-    __slots__ = ("__weakref__", "_push")
-
-    def __init__(self, push: Callable[[EventArgs], None]) -> None:
-        self._push = push
-
-    def __call__(self, *args: Any) -> None:
-        self._push(args)
-
-    def __repr__(self) -> str:
-        return f"<livekit_events.aio handler {self._push!r}>"
-
-
-# ---------------------------------------------------------------------------
-# wait_for
-
-
-class _Waiter:
-    """``wait_for``'s state: the first matching emission settles the future.
-
-    ``push`` runs in the emitting thread; the future is only touched on the
-    loop's thread.  After the first match (or the timeout) every emission
-    returns at once, so a thread flooding the event hands the loop at most
-    one callback.
-    """
-
-    __slots__ = ("future", "lock", "loop", "taken", "test", "thread")
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        test: Optional[Callable[[EventArgs], bool]],
-    ) -> None:
-        self.loop = loop
-        self.thread = threading.get_ident()
-        self.test = test
-        self.future: asyncio.Future[EventArgs] = loop.create_future()
-        self.lock = threading.Lock()
-        self.taken = False
-
-    def push(self, args: EventArgs) -> None:
-        if self.taken:
-            return
-        error: Optional[BaseException] = None
-        if self.test is not None:
-            try:
-                if not self.test(args):
-                    return
-            except Exception as exc:
-                error = exc
-        with self.lock:
-            if self.taken:
-                return
-            self.taken = True
-        if threading.get_ident() == self.thread:
-            self.settle(args, error)
-            return
-        try:
-            self.loop.call_soon_threadsafe(self.settle, args, error)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
-
-    def settle(self, args: EventArgs, error: Optional[BaseException]) -> None:
-        if self.future.done():
-            return
-        if error is not None:
-            self.future.set_exception(error)
-        else:
-            self.future.set_result(args)
-
-    def expire(self, message: str) -> None:
-        with self.lock:
-            if self.taken:  # a match from another thread is on its way
-                return
-            self.taken = True
-        if not self.future.done():
-            self.future.set_exception(asyncio.TimeoutError(message))
-
-
-@overload
-async def wait_for(
-    emitter: EventEmitter[E],
-    event: E,
-    *,
-    timeout: Optional[float] = None,
-    predicate: Optional[Callable[..., object]] = None,
-) -> EventArgs: ...
-@overload
-async def wait_for(
-    emitter: SupportsOnOff,
-    event: Any,
-    *,
-    timeout: Optional[float] = None,
-    predicate: Optional[Callable[..., object]] = None,
-) -> EventArgs: ...
-async def wait_for(
-    emitter: AnyEmitter,
-    event: Any,
-    *,
-    timeout: Optional[float] = None,
-    predicate: Optional[Callable[..., object]] = None,
-) -> EventArgs:
-    """Wait for the next emission of ``event`` on ``emitter``; return its arguments.
-
-    ``timeout``: seconds to wait at most; then ``asyncio.TimeoutError`` is
-    raised (the builtin ``TimeoutError`` on Python 3.11+).  ``None`` waits
-    forever.
-
-    ``predicate``: only an emission for which ``predicate(*args)`` is true
-    completes the wait; the predicate gets the leading arguments it accepts,
-    as a handler would, and runs where the emission happens (inside ``emit``).
-    If it raises, the wait ends with its exception.
-
-    Returns the emitted arguments as a tuple (``()`` for ``emit(event)``).
-    Every argument is checked before the handler is registered; the handler
-    is registered before this coroutine first suspends, and removed when it
-    returns, raises, times out or is cancelled.
-    """
-    loop = _running_loop("wait_for")
-    delay = _check_seconds("timeout", timeout)
-    waiter = _Waiter(loop, _predicate_test(event, predicate))
-    relay = _Relay(waiter.push)
-    try:
-        emitter.on(event, relay)
-    except BaseException:
-        _off_quietly(emitter, event, relay)
-        raise
-    timer: Optional[asyncio.TimerHandle] = None
-    try:
-        if delay is not None:
-            matching = "matching " if predicate is not None else ""
-            timer = loop.call_later(
-                delay, waiter.expire, f"no {matching}{event!r} event within {timeout} seconds"
-            )
-        return await waiter.future
-    finally:
-        if timer is not None:
-            timer.cancel()
-        emitter.off(event, relay)
-
-
-# ---------------------------------------------------------------------------
-# iterate
-
-
-class _Channel:
-    """An ``EventStream``'s buffer.
-
-    ``push`` runs in the emitting thread and applies the overflow policy
-    there, under ``lock``, so the buffer never holds more than ``maxsize``
-    emissions; an emission from another thread schedules at most one wake-up
-    of the loop at a time.  The waiters (futures) are only touched on the
-    loop's thread.  It holds no reference to its ``EventStream``, so the
-    emitter (which holds the relay, which holds this) never keeps the stream
-    alive.
-    """
-
-    __slots__ = (
-        "buffer",
-        "closed",
-        "dropped",
-        "error",
-        "event",
-        "lock",
-        "loop",
-        "maxsize",
-        "overflow",
-        "scheduled",
-        "test",
-        "thread",
-        "unregister",
-        "waiters",
-    )
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        event: object,
-        maxsize: int,
-        overflow: str,
-        test: Optional[Callable[[EventArgs], bool]],
-    ) -> None:
-        self.loop = loop
-        self.thread = threading.get_ident()
-        self.event = event
-        self.maxsize = maxsize
-        self.overflow = overflow
-        self.test = test
-        self.lock = threading.Lock()
-        self.buffer: Deque[EventArgs] = collections.deque()
-        self.waiters: List[asyncio.Future[None]] = []
-        self.error: Optional[BaseException] = None  # raised after the buffer drains
-        self.closed = False  # no more input; iteration ends when drained
-        self.scheduled = False  # a wake-up is on its way to the loop
-        self.dropped = 0
-        self.unregister: Callable[[], None] = lambda: None
-
-    def push(self, args: EventArgs) -> None:
-        if self.closed:
-            return
-        if self.test is not None:
-            try:
-                if not self.test(args):
-                    return
-            except Exception as exc:
-                self.fail(exc)
-                return
-        # Under the lock nothing is created or released (no finalizer, no
-        # garbage collection, no user code can run while it is held): the
-        # dropped emission and the error live past it.
-        dropped: Optional[EventArgs] = None
-        with self.lock:
-            if self.closed:
-                return
-            buffer = self.buffer
-            if len(buffer) < self.maxsize:
-                buffer.append(args)
-                overflowed = False
-            elif self.overflow == "drop_oldest":
-                dropped = buffer.popleft()
-                buffer.append(args)
-                self.dropped += 1
-                overflowed = False
-            elif self.overflow == "drop_newest":
-                self.dropped += 1
-                return
-            else:
-                overflowed = True
-        del dropped
-        if overflowed:
-            self.fail(EventStreamOverflowError(self.event, self.maxsize))
-            return
-        self.wake()
-
-    def fail(self, exc: BaseException) -> None:
-        # Stop listening now; the error is raised once the buffer is drained.
-        with self.lock:
-            if self.closed:
-                return
-            self.error = exc
-            self.closed = True
-        self.unregister()
-        self.wake()
-
-    def stop(self) -> None:
-        # The handler is removed: no more input.  What is buffered (and a
-        # pending error) is still delivered.
-        with self.lock:
-            self.closed = True
-        self.wake()
-
-    def discard(self) -> None:
-        # close(): drop what is buffered; the iteration ends at once.
-        with self.lock:
-            self.closed = True
-            self.error = None
-            dropped = _take_all(self.buffer)
-        del dropped  # released outside the lock
-        self.wake()
-
-    def wake(self) -> None:
-        """Wake the waiting consumers: at once on the loop's thread, else with
-        one ``call_soon_threadsafe`` (none while one is already on its way)."""
-        if threading.get_ident() == self.thread:
-            self.wake_waiters()
-            return
-        with self.lock:
-            if self.scheduled:
-                return
-            self.scheduled = True
-        try:
-            self.loop.call_soon_threadsafe(self.woken)
-        except RuntimeError:  # the loop is closed: nobody can be waiting
-            pass
-
-    def woken(self) -> None:
-        with self.lock:
-            self.scheduled = False
-        self.wake_waiters()
-
-    def wake_waiters(self) -> None:
-        if not self.waiters:
-            return
-        waiters, self.waiters = self.waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def get(self) -> EventArgs:
-        while True:
-            with self.lock:
-                if self.buffer:
-                    return self.buffer.popleft()
-                error: Optional[BaseException] = None
-                closed = self.closed
-                if closed:
-                    error, self.error = self.error, None
-            if closed:
-                if error is not None:
-                    raise error
-                raise StopAsyncIteration
-            waiter: asyncio.Future[None] = self.loop.create_future()
-            self.waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self.waiters:  # cancelled before being woken
-                    self.waiters.remove(waiter)
-
-
-def _take_all(queue: Deque[EventArgs]) -> List[EventArgs]:
-    """Empty ``queue`` (under its lock) and return what it held, so that the
-    caller releases it, and runs any finalizer, after the lock."""
-    items = list(queue)
-    queue.clear()
-    return items
-
-
-def _release(emitter: AnyEmitter, event: Any, relay: _Relay, channel: _Channel) -> None:
-    # An EventStream's finalizer: remove the handler, end the input.
-    emitter.off(event, relay)
-    channel.stop()
-
-
-class EventStream:
-    """Emissions of one event, as an async iterator of argument tuples.
-
-    Made by ``iterate``; listening starts when it is created, so nothing
-    emitted after that is missed.  Bounded: at most ``maxsize`` emissions wait
-    in its buffer; on overflow it follows its ``overflow`` policy, applied
-    inside ``emit`` (in the emitting thread):
-
-    - ``"raise"`` (default): stop listening, deliver what was buffered, then
-      raise ``EventStreamOverflowError``.  Nothing is lost silently.
-    - ``"drop_oldest"``: drop the oldest waiting emission to make room (keeps
-      the latest ``maxsize``); ``dropped`` counts them.
-    - ``"drop_newest"``: drop the arriving emission; ``dropped`` counts them.
-
-    Also an async context manager: ``async with iterate(...) as stream:``
-    closes the stream, and removes its handler, when the block is left.
-    """
-
-    __slots__ = ("__weakref__", "_channel", "_finalizer")
-
-    def __init__(
-        self,
-        emitter: AnyEmitter,
-        event: Any,
-        *,
-        maxsize: int = DEFAULT_MAXSIZE,
-        overflow: Overflow = "raise",
-        predicate: Optional[Callable[..., object]] = None,
-    ) -> None:
-        maxsize = _check_maxsize(maxsize)
-        _check_overflow(overflow)
-        loop = _running_loop("iterate")
-        channel = _Channel(loop, event, maxsize, overflow, _predicate_test(event, predicate))
-        relay = _Relay(channel.push)
-        try:
-            emitter.on(event, relay)
-        except BaseException:
-            _off_quietly(emitter, event, relay)
-            raise
-        self._channel = channel
-        # Removes the handler, once: on close(), on overflow or predicate
-        # error, or when this object is garbage-collected (then a pending
-        # __anext__ still ends).  It holds the emitter, the relay and the
-        # channel, never this object.
-        self._finalizer = weakref.finalize(self, _release, emitter, event, relay, channel)
-        self._finalizer.atexit = False
-        channel.unregister = self._finalizer
-
-    def __aiter__(self) -> Self:
-        return self
-
-    def __anext__(self) -> Coroutine[Any, Any, EventArgs]:
-        """The next emission's arguments; waits for one if none is buffered."""
-        # Not a coroutine function itself: when a pending call is cancelled,
-        # the traceback must not hold a frame whose locals keep this stream
-        # alive, or leaving an ``async for`` by cancellation would not free
-        # the stream (and remove its handler) at once.
-        return self._channel.get()
-
-    def close(self) -> None:
-        """Stop listening (remove the handler) and end the iteration.
-
-        Emissions still buffered are dropped; a pending ``__anext__`` ends with
-        ``StopAsyncIteration``.  Idempotent; safe from any thread.
-        """
-        self._finalizer()
-        self._channel.discard()
-
-    async def aclose(self) -> None:
-        """``close()``, for ``contextlib.aclosing`` and similar."""
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def closed(self) -> bool:
-        """True once the stream stopped listening (closed, overflowed, or failed)."""
-        return self._channel.closed
-
-    @property
-    def dropped(self) -> int:
-        """How many emissions the ``drop_oldest``/``drop_newest`` policy dropped."""
-        return self._channel.dropped
-
-    @property
-    def maxsize(self) -> int:
-        return self._channel.maxsize
-
-    def qsize(self) -> int:
-        """How many emissions are buffered, waiting to be iterated."""
-        return len(self._channel.buffer)
-
-    def __repr__(self) -> str:
-        channel = self._channel
-        state = "closed" if channel.closed else "open"
-        return (
-            f"<EventStream {channel.event!r} {state} {len(channel.buffer)}/{channel.maxsize} "
-            f"overflow={channel.overflow!r} dropped={channel.dropped}>"
-        )
-
-
-@overload
-def iterate(
-    emitter: EventEmitter[E],
-    event: E,
-    *,
-    maxsize: int = DEFAULT_MAXSIZE,
-    overflow: Overflow = "raise",
-    predicate: Optional[Callable[..., object]] = None,
-) -> EventStream: ...
-@overload
-def iterate(
-    emitter: SupportsOnOff,
-    event: Any,
-    *,
-    maxsize: int = DEFAULT_MAXSIZE,
-    overflow: Overflow = "raise",
-    predicate: Optional[Callable[..., object]] = None,
-) -> EventStream: ...
-def iterate(
-    emitter: AnyEmitter,
-    event: Any,
-    *,
-    maxsize: int = DEFAULT_MAXSIZE,
-    overflow: Overflow = "raise",
-    predicate: Optional[Callable[..., object]] = None,
-) -> EventStream:
-    """Iterate the emissions of ``event`` on ``emitter`` as argument tuples.
-
-    ``async for (packet,) in iterate(room, "data_received"): ...``
-
-    Call it from a coroutine: it registers its handler at once, so nothing
-    emitted after the call is missed.  ``maxsize`` bounds the buffer and
-    ``overflow`` says what happens when it is full (see ``EventStream``).
-    ``predicate`` filters emissions (called as for ``wait_for``, inside
-    ``emit``; if it raises, the iteration raises its exception after the
-    buffered emissions).
-
-    The handler is removed when the stream is closed: leaving an
-    ``async with iterate(...) as stream:`` block, ``close()``/``aclose()``,
-    an overflow or predicate error, or the stream being garbage-collected,
-    which on CPython is as soon as an ``async for`` over ``iterate(...)`` is
-    left by ``break``, ``return``, an exception or cancellation.
-    """
-    return EventStream(emitter, event, maxsize=maxsize, overflow=overflow, predicate=predicate)
-
-
-# ---------------------------------------------------------------------------
-# TaskHandlers
-
-
 def _is_async_generator_function(callback: Any) -> bool:
     """An async generator function, also behind ``partial``, a bound method or
     ``__call__`` (``_is_async_callable`` accepts those too, but they can't be
     awaited)."""
     return any(inspect.isasyncgenfunction(layer) for layer in _callable_layers(callback))
-
-
-def _describe(callback: object) -> str:
-    name = getattr(callback, "__qualname__", None) or getattr(callback, "__name__", None)
-    if isinstance(name, str):
-        return name
-    try:
-        return repr(callback)
-    except Exception:
-        return f"<{type(callback).__qualname__} object>"
 
 
 def _relay_signature(accepted: int, required: int) -> inspect.Signature:
@@ -868,17 +188,15 @@ class _Registration:
         "cancelled",
         "current",
         "direct",
-        "dropped",
         "event",
         "limit",
         "lock",
         "loop",
-        "maxsize",
         "mode",
         "name",
-        "overflow",
         "owner",
         "pending",
+        "refused",
         "relay",
         "scheduled",
         "started",
@@ -902,19 +220,17 @@ class _Registration:
         self.loop: asyncio.AbstractEventLoop = owner.loop
         self.event = event
         self.callback = callback
-        self.name = _describe(callback)
+        self.name = callable_name(callback)
         self.mode = mode
         self.limit = 1 if mode == "serial" else (limit or 0)
         self.direct = mode == "concurrent" and limit is None  # a task per emission
-        self.maxsize = 1 if mode == "latest" else maxsize
-        self.overflow = overflow
         self.lock = threading.Lock()
-        self.pending: Deque[EventArgs] = collections.deque()
+        self.pending = BoundedBuffer(1 if mode == "latest" else maxsize, overflow)
         self.tasks: Set[asyncio.Task[None]] = set()
         self.accepting = True  # emissions are taken
         self.cancelled = False  # no more calls start
         self.scheduled = False  # a pump is on its way to the loop
-        self.dropped = 0
+        self.refused = 0  # emissions refused with HandlerOverflowError
         # latest: the task of the current call, whether that call has taken
         # its emission, and whether it was asked to stop for a newer one
         self.current: Optional[asyncio.Task[None]] = None
@@ -996,33 +312,27 @@ class _Registration:
                 self.name,
             )
             return
-        # Under the lock nothing is created or released (no finalizer, no
-        # garbage collection, no user code can run while it is held): a
-        # dropped emission is released, and the error made, after it.
-        dropped: Optional[EventArgs] = None
-        schedule = refused = False
+        # A dropped emission is released, and the error made, after the
+        # lock (see BoundedBuffer).
+        schedule = False
         with self.lock:
             if not self.accepting or self.cancelled:  # nothing would ever run it
                 return
             pending = self.pending
-            if self.mode == "latest":
-                if pending:
-                    dropped = pending.popleft()
-            elif len(pending) >= self.maxsize:
-                self.dropped += 1
-                if self.overflow == "drop_oldest":
-                    dropped = pending.popleft()
-                elif self.overflow == "drop_newest":
-                    return
-                else:
-                    refused = True
-            if not refused:
+            if self.mode == "latest":  # only the newest emission waits
+                outcome: object = pending.popleft() if pending else ADDED
                 pending.append(args)
-                if not on_loop and not self.scheduled:
-                    self.scheduled = schedule = True
-        del dropped
-        if refused:
-            raise HandlerOverflowError(self.event, self.name, self.maxsize)
+            else:
+                outcome = pending.put(args)
+            if outcome is DROPPED:
+                return
+            if outcome is REFUSED:
+                self.refused += 1
+            elif not on_loop and not self.scheduled:
+                self.scheduled = schedule = True
+        if outcome is REFUSED:
+            raise HandlerOverflowError(self.event, self.name, pending.maxsize)
+        del outcome  # an evicted emission is released here
         if on_loop:
             self.fill()
         elif schedule:
@@ -1127,22 +437,40 @@ class _Registration:
         # a cancellation of its task: stop; the next emission starts again.
         return True
 
+    def _raised(self, exc: BaseException) -> bool:
+        """A call of the handler raised ``exc``: what that means, decided here
+        for every kind of call.  Returns True when the call's task is being
+        torn down; then the caller re-raises ``exc`` and starts nothing more.
+
+        - ``Exception``: the handler failed; logged as a synchronous
+          handler's failure is, and everything goes on.
+        - ``CancelledError``: torn down if the task was cancelled by someone
+          else than this registration (see ``_torn_down``); one the call
+          raised itself, its task uncancelled, just ends that call.
+        - ``GeneratorExit``: the coroutine is being closed (its loop is gone).
+        - ``KeyboardInterrupt``, ``SystemExit`` or another ``BaseException``:
+          the owner's work ends (``fatal``).
+        """
+        if isinstance(exc, Exception):
+            self.owner.report(self.event, exc)
+            return False
+        if isinstance(exc, asyncio.CancelledError):
+            return self._torn_down(asyncio.current_task(self.loop))
+        if isinstance(exc, GeneratorExit):
+            return True
+        self.owner.fatal(exc)
+        return False
+
     async def _call(self, args: EventArgs) -> None:
-        # One call of concurrent without a limit (_run without latest's
+        # One call of concurrent without a limit (_latest_call without its
         # bookkeeping: this runs once per emission).
         torn_down = False
         try:
             await self.callback(*args)
-        except Exception as exc:
-            self.owner.report(self.event, exc)
-        except asyncio.CancelledError:
-            torn_down = self._torn_down(asyncio.current_task(self.loop))
-            raise
-        except GeneratorExit:  # the coroutine is being closed (its loop is gone)
-            torn_down = True
-            raise
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit, ...
-            self.owner.fatal(exc)
+        except BaseException as exc:
+            torn_down = self._raised(exc)
+            if torn_down:
+                raise
         finally:
             task = asyncio.current_task(self.loop)
             if task is not None:
@@ -1162,16 +490,10 @@ class _Registration:
                 args = self.pending.popleft()
             self.started = True
             await self.callback(*args)
-        except Exception as exc:
-            self.owner.report(self.event, exc)
-        except asyncio.CancelledError:
-            torn_down = self._torn_down(task)
-            raise
-        except GeneratorExit:  # the coroutine is being closed (its loop is gone)
-            torn_down = True
-            raise
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit, ...
-            self.owner.fatal(exc)
+        except BaseException as exc:
+            torn_down = self._raised(exc)
+            if torn_down:
+                raise
         finally:
             if task is not None:
                 self.tasks.discard(task)
@@ -1201,18 +523,10 @@ class _Registration:
                             args = pending.popleft()
                     try:
                         await callback(*args)
-                    except Exception as exc:
-                        self.owner.report(self.event, exc)
-                    except asyncio.CancelledError:
-                        if self._torn_down(task):
-                            torn_down = True
+                    except BaseException as exc:
+                        torn_down = self._raised(exc)
+                        if torn_down:
                             raise
-                        # The call raised it itself, its task uncancelled: it ended.
-                    except GeneratorExit:  # the coroutine is being closed
-                        torn_down = True
-                        raise
-                    except BaseException as exc:  # KeyboardInterrupt, SystemExit, ...
-                        self.owner.fatal(exc)
                     if self.cancelled:
                         return
                 if not pending:
@@ -1243,7 +557,7 @@ class _Registration:
         """Start nothing more, drop what waits (any thread)."""
         with self.lock:
             self.cancelled = True
-            dropped = _take_all(self.pending)
+            dropped = self.pending.take_all()
         del dropped  # released outside the lock
 
     def cancel_work(self, spare: Optional[asyncio.Task[Any]] = None) -> None:
@@ -1259,6 +573,12 @@ class _Registration:
     def live_tasks(self, spare: Optional[asyncio.Task[Any]]) -> List[asyncio.Task[None]]:
         self._sweep()
         return [task for task in self.tasks if task is not spare]
+
+    @property
+    def dropped(self) -> int:
+        """Emissions not run because the queue was full: dropped by the
+        overflow policy, or refused with ``HandlerOverflowError``."""
+        return self.pending.dropped + self.refused
 
 
 def _let_watch_return(released: asyncio.Future[None]) -> None:
@@ -1619,10 +939,10 @@ class TaskHandlers(Generic[E]):
             )
         self._mode: str = mode
         self._limit = None if limit is None else self._check_limit(limit)
-        self._maxsize = _check_maxsize(maxsize)
-        self._overflow: str = _check_overflow(overflow)
+        self._maxsize = check_maxsize(maxsize)
+        self._overflow: str = check_overflow(overflow)
         self._on_exit: str = on_exit
-        self._drain_timeout = _check_seconds("drain_timeout", drain_timeout)
+        self._drain_timeout = check_seconds("drain_timeout", drain_timeout)
         state = _Owner(emitter)
         try:
             state.bind(asyncio.get_running_loop())
@@ -1743,18 +1063,18 @@ class TaskHandlers(Generic[E]):
         if mode == "serial" and limit is not None:
             raise ValueError("mode 'serial' runs one call at a time: limit is for 'concurrent'")
         limit = self._limit if limit is None else self._check_limit(limit)
-        maxsize = self._maxsize if maxsize is None else _check_maxsize(maxsize)
-        overflow = self._overflow if overflow is None else _check_overflow(overflow)
+        maxsize = self._maxsize if maxsize is None else check_maxsize(maxsize)
+        overflow = self._overflow if overflow is None else check_overflow(overflow)
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__!r}")
         if not _is_async_callable(callback):
             raise TypeError(
                 f"TaskHandlers.on() takes an async callable (async def), not "
-                f"{_describe(callback)}: register a synchronous callback with the emitter's on()"
+                f"{callable_name(callback)}: register a synchronous callback with the emitter's on()"
             )
         if _is_async_generator_function(callback):
             raise TypeError(
-                f"{_describe(callback)} is an async generator function, which can't be "
+                f"{callable_name(callback)} is an async generator function, which can't be "
                 f"awaited: iterate it inside an async def handler"
             )
         accepted, required = read_arity(callback)
@@ -1777,7 +1097,7 @@ class TaskHandlers(Generic[E]):
                 if state.registrations.get(key) is registration:
                     del state.registrations[key]
             registration.accepting = False
-            _off_quietly(state.emitter, event, registration.relay)
+            off_quietly(state.emitter, event, registration.relay)
             raise
         if not registration.accepting:  # closed meanwhile (another thread)
             state.emitter.off(event, registration.relay)
@@ -1844,7 +1164,7 @@ class TaskHandlers(Generic[E]):
         ``KeyboardInterrupt`` or ``SystemExit`` a handler raised, if not
         raised already.
         """
-        await self._finish(drain, _check_seconds("timeout", timeout), None)
+        await self._finish(drain, check_seconds("timeout", timeout), None)
 
     async def _finish(
         self, drain: bool, timeout: Optional[float], body_error: Optional[BaseException]
