@@ -2,7 +2,7 @@
 
     python reentrancy_scenarios.py CORE SCENARIO [ROUNDS]
 
-CORE is ``_core_c`` or ``_core_py`` (imported by name, like conftest does);
+CORE is ``compiled`` or ``pure`` (its core imported by name, like conftest does);
 SCENARIO is one of the functions in ``SCENARIOS``.  A scenario prints one JSON
 line ``{"problems": [...], ...}`` and exits 0 when there were none, 1 when
 there were.  A crash (segfault) or a hang shows up in the parent as a signal
@@ -18,7 +18,6 @@ record exactly: nothing lost, nothing removed still there.
 from __future__ import annotations
 
 import gc
-import importlib
 import itertools
 import json
 import os
@@ -27,6 +26,8 @@ import sys
 import threading
 import weakref
 from typing import Any, Callable, Dict, List, Set
+
+from support import import_core
 
 from livekit_events._emitter import emitter_class_for
 
@@ -436,7 +437,7 @@ SCENARIOS = {
 
 
 def main() -> None:
-    core = importlib.import_module(f"livekit_events.{sys.argv[1]}")
+    core = import_core(sys.argv[1])
     scenario = SCENARIOS[sys.argv[2]]
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
     result = scenario(core, rounds)

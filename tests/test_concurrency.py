@@ -10,18 +10,14 @@ in parallel.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import weakref
 from typing import Any, Callable, List
 
 import pytest
-
-HAMMER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "concurrency_hammer.py")
+from support import last_json, run_script
 
 
 class Payload:
@@ -160,16 +156,12 @@ def test_hammer_no_lost_call_no_double_once_no_crash(impl: Any, emitters: int) -
     # once handlers and one churning another event, in a subprocess: a crash
     # or a hang fails the test, not the run.
     seconds = float(os.environ.get("LIVEKIT_EVENTS_HAMMER_SECONDS", "2"))
-    proc = subprocess.run(
-        [sys.executable, HAMMER, "--core", impl.name, "--seconds", str(seconds),
-         "--emitters", str(emitters)],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 120,
-        cwd=os.path.dirname(HAMMER),  # not the checkout root: the installed package
+    proc, lines = run_script(
+        "concurrency_hammer.py", "--core", impl.name, "--seconds", str(seconds),
+        "--emitters", str(emitters), timeout=seconds + 120,
     )
     assert proc.returncode in (0, 1), f"hammer crashed ({proc.returncode}): {proc.stderr[-2000:]}"
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = last_json(lines)
     assert result["errors"] == [] and result["hung"] == []
     assert result["steady_calls_lost"] == 0, result
     assert result["once_fired_twice"] == 0, result
