@@ -392,8 +392,8 @@ def test_a_failing_on_of_the_emitter_leaves_nothing_registered(EventEmitter: Any
 
 def test_emitter_on_keeps_rejecting_async_callables_and_points_to_task_handlers(
     EventEmitter: Any,
+    emitter: Any,
 ) -> None:
-    emitter = EventEmitter[str]()
     with pytest.raises(ValueError) as info:
         emitter.on("x", _async_function)
     message = str(info.value)

@@ -67,8 +67,7 @@ def _wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
 
 
 @pytest.mark.thread_unsafe(reason="starts its own threads; counts what they hold")
-def test_removed_callbacks_are_released_while_emits_overlap(impl: Any) -> None:
-    emitter = impl.EventEmitter()
+def test_removed_callbacks_are_released_while_emits_overlap(emitter: Any) -> None:
     stop = _emitting_threads(emitter)
     try:
         refs: List[weakref.ref] = []
@@ -90,8 +89,7 @@ def test_removed_callbacks_are_released_while_emits_overlap(impl: Any) -> None:
 
 
 @pytest.mark.thread_unsafe(reason="starts its own threads; counts what they hold")
-def test_dead_slots_stay_bounded_while_emits_overlap(impl: Any) -> None:
-    emitter = impl.EventEmitter()
+def test_dead_slots_stay_bounded_while_emits_overlap(impl: Any, emitter: Any) -> None:
     stop = _emitting_threads(emitter)
     pool = [Payload() for _ in range(64)]
     registered: List[Any] = []
@@ -118,10 +116,9 @@ def test_dead_slots_stay_bounded_while_emits_overlap(impl: Any) -> None:
 
 
 @pytest.mark.parametrize("nested_emits", [False, True], ids=["plain", "nested-emits"])
-def test_long_emit_does_not_retain_handlers_removed_during_it(impl: Any, nested_emits: bool) -> None:
+def test_long_emit_does_not_retain_handlers_removed_during_it(emitter: Any, nested_emits: bool) -> None:
     # Handlers registered after an emit started are not in its snapshot: their
     # removal releases them at once, however long that emit still runs.
-    emitter = impl.EventEmitter()
     alive_during_emit: List[int] = []
     calls = [0]
 
