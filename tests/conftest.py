@@ -128,6 +128,12 @@ def EventEmitter(impl: Implementation) -> Any:  # noqa: N802 - reads like the cl
     return impl.EventEmitter
 
 
+@pytest.fixture(params=["on", "once"])
+def register(request: pytest.FixtureRequest) -> str:
+    """The registering method, ``on`` or ``once``, for tests that hold for both."""
+    return str(request.param)
+
+
 def _new_emitter(impl: Implementation) -> Any:
     return impl.EventEmitter[str]()
 
