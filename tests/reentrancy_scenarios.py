@@ -173,7 +173,7 @@ def finalizers(core: Any, rounds: int) -> Dict[str, Any]:
     rng = random.Random(int(os.environ.get("SEED", "1")))
     emitters = [em, other]
     main = Actor(record, emitters, rng)
-    # Filler handlers: the crash of issue 10 needed more than 20 on the event.
+    # Filler handlers: more than 20 on the event (the indexed registry).
     for event in EVENTS:
         for _ in range(25):
             handler = make_handler(record, event, once=False)
@@ -234,7 +234,7 @@ def finalizers(core: Any, rounds: int) -> Dict[str, Any]:
 
 
 def unsubscribe_in_del(core: Any, rounds: int) -> Dict[str, Any]:
-    """Issue 10's crash: objects in cycles unsubscribe in __del__ while the
+    """Objects in cycles unsubscribe in __del__ while the
     app rotates its own handlers (on new, off old) on an event with more than
     20 handlers.  Default GC thresholds."""
     EventEmitter = emitter_class(core)

@@ -237,7 +237,7 @@ def test_wait_for_rejects_a_non_callable_predicate(emitter: Any) -> None:
 
 
 # ---------------------------------------------------------------------------
-# wait_for: arguments are checked before anything is registered (issue 12)
+# wait_for: arguments are checked before anything is registered
 
 
 @pytest.mark.parametrize(
@@ -910,7 +910,7 @@ def test_overflow_from_another_thread(emitter: Any) -> None:
 
 @pytest.mark.parametrize("overflow", ["raise", "drop_oldest", "drop_newest"])
 def test_a_flood_from_another_thread_stays_bounded(emitter: Any, overflow: Any) -> None:
-    # Issue 12: the overflow policy applies in the emitting thread, so a
+    # The overflow policy applies in the emitting thread, so a
     # thread emitting while the loop is busy queues at most `maxsize`
     # emissions and hands the loop at most one callback, whatever its rate.
     def flood() -> None:

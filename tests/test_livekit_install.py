@@ -835,7 +835,7 @@ def test_subclass_overrides(mode: str) -> None:
 
 
 def test_unreadable_signature(mode: str, emitter: Any, livekit_log: pytest.LogCaptureFixture) -> None:
-    """FIX: livekit logs an error on every emit and never calls a callable
+    """Differs from livekit, which logs an error on every emit and never calls a callable
     whose signature can't be read; installed, it gets every argument."""
     got: List[Any] = []
 
@@ -860,7 +860,7 @@ def test_unreadable_signature(mode: str, emitter: Any, livekit_log: pytest.LogCa
 
 
 def test_nested_emit_once(mode: str, emitter: Any) -> None:
-    """FIX: livekit's once fires twice when a handler before it emits the
+    """Differs from livekit, whose once fires twice when a handler before it emits the
     same event again; installed, once means once."""
     got: List[str] = []
     depth = [0]

@@ -1,4 +1,4 @@
-"""NEW: the listener-leak warning and slow-handler detection (issue 13).
+"""The listener-leak warning and slow-handler detection.
 
 Both are paid only where they can be: the leak check at registration, the
 timing only while detection is on.  Every test runs on both cores.

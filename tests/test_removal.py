@@ -34,7 +34,7 @@ def test_off_removes_the_on_registration(emitter: Any) -> None:
 
 
 def test_off_removes_pending_once_registration_by_original_callable(emitter: Any) -> None:
-    # FIX: livekit's direct `once` form registers a wrapper that `off` with
+    # Differs from livekit, whose direct `once` form registers a wrapper that `off` with
     # the original callable cannot find.
     calls: List[str] = []
     handler = _named(calls, "handler")

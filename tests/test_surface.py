@@ -246,7 +246,7 @@ def test_emit_on_once_off_signatures(emitter: Any) -> None:
         assert params[3].kind is params[3].KEYWORD_ONLY and params[3].default is False
 
 
-# -- NEW: listeners, listener_count, event_names, remove_all_listeners -------------
+# -- listeners, listener_count, event_names, remove_all_listeners ------------------
 
 
 def test_listeners_returns_callables_as_registered_in_call_order(emitter: Any) -> None:

@@ -1,4 +1,4 @@
-"""NEW: weak registrations, ``on(event, callback, weak=True)`` (issue 13).
+"""Weak registrations, ``on(event, callback, weak=True)``.
 
 A weak registration keeps nothing alive: a bound method is held as a weak
 reference to its object plus its function, anything else by a weak reference.
