@@ -15,16 +15,9 @@ import traceback
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
+from support import named
 
 LOGGER_NAME = "livekit.events"
-
-
-def _named(calls: List[Any], name: str) -> Callable[..., None]:
-    def handler(*args: Any) -> None:
-        calls.append(name)
-
-    handler.__name__ = handler.__qualname__ = name
-    return handler
 
 
 def _failure_records(caplog: pytest.LogCaptureFixture) -> List[logging.LogRecord]:
@@ -70,8 +63,8 @@ def test_emit_with_unhashable_event_is_type_error(emitter: Any) -> None:
 
 def test_handler_registered_during_emit_not_called_by_that_emit(emitter: Any) -> None:
     calls: List[str] = []
-    late = _named(calls, "late")
-    late_once = _named(calls, "late_once")
+    late = named(calls, "late")
+    late_once = named(calls, "late_once")
 
     def adder() -> None:
         calls.append("adder")
@@ -88,7 +81,7 @@ def test_handler_registered_during_emit_not_called_by_that_emit(emitter: Any) ->
 
 def test_handler_registered_during_nested_emit_not_called_by_outer_emit(emitter: Any) -> None:
     calls: List[str] = []
-    late = _named(calls, "late")
+    late = named(calls, "late")
     depth = [0]
 
     def nester() -> None:
@@ -99,7 +92,7 @@ def test_handler_registered_during_nested_emit_not_called_by_outer_emit(emitter:
             emitter.emit("e")
 
     emitter.on("e", nester)
-    emitter.on("e", _named(calls, "tail"))
+    emitter.on("e", named(calls, "tail"))
     emitter.emit("e")
     # The nested emit sees `late` (registered before it started), the outer one doesn't.
     assert calls == ["nester0", "nester1", "tail", "late", "tail"]
@@ -114,7 +107,7 @@ def test_self_reregistration_during_emit_does_not_call_twice(emitter: Any) -> No
         emitter.on("e", handler)
 
     emitter.on("e", handler)
-    emitter.on("e", _named(calls, "other"))
+    emitter.on("e", named(calls, "other"))
     emitter.emit("e")
     assert calls == ["handler", "other"]
     calls.clear()
@@ -127,14 +120,14 @@ def test_self_reregistration_during_emit_does_not_call_twice(emitter: Any) -> No
 
 def test_handler_removed_by_off_during_emit_before_its_turn_not_called(emitter: Any) -> None:
     calls: List[str] = []
-    victim = _named(calls, "victim")
+    victim = named(calls, "victim")
 
     def remover() -> None:
         calls.append("remover")
         emitter.off("e", victim)
 
     emitter.on("e", remover)
-    emitter.on("e", _named(calls, "middle"))
+    emitter.on("e", named(calls, "middle"))
     emitter.on("e", victim)
     emitter.emit("e")
     assert calls == ["remover", "middle"]
@@ -142,7 +135,7 @@ def test_handler_removed_by_off_during_emit_before_its_turn_not_called(emitter: 
 
 def test_once_handler_removed_by_off_during_emit_not_called(emitter: Any) -> None:
     calls: List[str] = []
-    victim = _named(calls, "victim")
+    victim = named(calls, "victim")
 
     def remover() -> None:
         calls.append("remover")
@@ -157,7 +150,7 @@ def test_once_handler_removed_by_off_during_emit_not_called(emitter: Any) -> Non
 
 def test_handler_removed_after_its_turn_has_run(emitter: Any) -> None:
     calls: List[str] = []
-    early = _named(calls, "early")
+    early = named(calls, "early")
 
     def remover() -> None:
         calls.append("remover")
@@ -165,7 +158,7 @@ def test_handler_removed_after_its_turn_has_run(emitter: Any) -> None:
 
     emitter.on("e", early)
     emitter.on("e", remover)
-    emitter.on("e", _named(calls, "tail"))
+    emitter.on("e", named(calls, "tail"))
     emitter.emit("e")
     assert calls == ["early", "remover", "tail"]
 
@@ -178,7 +171,7 @@ def test_handler_removing_itself_during_emit(emitter: Any) -> None:
         emitter.off("e", self_remover)
 
     emitter.on("e", self_remover)
-    emitter.on("e", _named(calls, "tail"))
+    emitter.on("e", named(calls, "tail"))
     emitter.emit("e")
     emitter.emit("e")
     assert calls == ["self_remover", "tail", "tail"]
@@ -193,8 +186,8 @@ def test_handlers_removed_by_remove_all_listeners_during_emit_not_called(emitter
         emitter.remove_all_listeners("e" if scope == "event" else None)
 
     emitter.on("e", clearer)
-    emitter.on("e", _named(calls, "on_after"))
-    emitter.once("e", _named(calls, "once_after"))
+    emitter.on("e", named(calls, "on_after"))
+    emitter.once("e", named(calls, "once_after"))
     emitter.emit("e")
     assert calls == ["clearer"]
     assert emitter.listener_count("e") == 0
@@ -210,15 +203,15 @@ def test_remove_all_listeners_of_other_event_during_emit_keeps_this_one(emitter:
         emitter.remove_all_listeners("other")
 
     emitter.on("e", clearer)
-    emitter.on("e", _named(calls, "tail"))
-    emitter.on("other", _named(calls, "other"))
+    emitter.on("e", named(calls, "tail"))
+    emitter.on("other", named(calls, "other"))
     emitter.emit("e")
     assert calls == ["clearer", "tail"]
 
 
 def test_off_during_emit_of_a_different_event(emitter: Any) -> None:
     calls: List[str] = []
-    victim = _named(calls, "victim")
+    victim = named(calls, "victim")
 
     def on_a() -> None:
         calls.append("a")
@@ -249,7 +242,7 @@ def test_once_fires_at_most_once_under_nested_emit_before_its_own_turn(emitter: 
             emitter.emit("e")
 
     emitter.on("e", nester)
-    emitter.once("e", _named(calls, "once"))
+    emitter.once("e", named(calls, "once"))
     emitter.emit("e")
     # The innermost emit reaches the once registration first; the two outer
     # emits, walking their snapshots, skip it.
@@ -265,7 +258,7 @@ def test_once_fires_at_most_once_when_it_emits_the_same_event(emitter: Any) -> N
         emitter.emit("e")
 
     emitter.once("e", once_handler)
-    emitter.on("e", _named(calls, "on"))
+    emitter.on("e", named(calls, "on"))
     emitter.emit("e")
     assert calls == ["once", "on", "on"]
 
@@ -278,7 +271,7 @@ def test_once_fires_at_most_once_when_another_once_handler_emits(emitter: Any) -
         emitter.emit("e")
 
     emitter.once("e", first)
-    emitter.once("e", _named(calls, "second"))
+    emitter.once("e", named(calls, "second"))
     emitter.emit("e")
     assert calls == ["first", "second"]
     assert emitter.listener_count("e") == 0
@@ -674,13 +667,13 @@ def test_signature_read_once_at_registration_never_per_emit(emitter: Any) -> Non
 
 def test_too_few_arguments_raises_type_error_naming_event_and_handler(emitter: Any) -> None:
     calls: List[str] = []
-    emitter.on("the-event", _named(calls, "before"))
+    emitter.on("the-event", named(calls, "before"))
 
     def needs_two(a: Any, b: Any) -> None:
         calls.append("needs_two")
 
     emitter.on("the-event", needs_two)
-    emitter.on("the-event", _named(calls, "after"))
+    emitter.on("the-event", named(calls, "after"))
     with pytest.raises(TypeError) as info:
         emitter.emit("the-event", 1)
     message = str(info.value)
@@ -755,9 +748,9 @@ def test_exception_isolated_and_logged_with_traceback(
 ) -> None:
     calls: List[str] = []
     raised = exc_type("boom")
-    emitter.on("e", _named(calls, "before"))
+    emitter.on("e", named(calls, "before"))
     emitter.on("e", _failing_handler(raised))
-    emitter.on("e", _named(calls, "after"))
+    emitter.on("e", named(calls, "after"))
     with caplog.at_level(logging.ERROR, logger=LOGGER_NAME):
         assert emitter.emit("e", 1) is None
     assert calls == ["before", "after"]
@@ -783,7 +776,7 @@ def test_typeerror_raised_inside_handler_body_is_isolated(emitter: Any, caplog: 
         len(a, a)  # TypeError from inside the body, not from emit's arity check
 
     emitter.on("e", calls_something_badly)
-    emitter.on("e", _named(calls, "after"))
+    emitter.on("e", named(calls, "after"))
     with caplog.at_level(logging.ERROR, logger=LOGGER_NAME):
         emitter.emit("e", 1)
     assert calls == ["bad", "after"]
@@ -806,7 +799,7 @@ def test_log_record_names_non_string_event(emitter: Any, caplog: pytest.LogCaptu
 def test_every_failing_handler_is_logged_and_all_run(emitter: Any, caplog: pytest.LogCaptureFixture) -> None:
     calls: List[str] = []
     for i in range(3):
-        emitter.on("e", _named(calls, f"ok{i}"))
+        emitter.on("e", named(calls, f"ok{i}"))
         emitter.on("e", _failing_handler(_Boom(i)))
     with caplog.at_level(logging.ERROR, logger=LOGGER_NAME):
         emitter.emit("e")
@@ -869,9 +862,9 @@ def test_base_exception_propagates_at_once_emitter_stays_consistent(
     emitter: Any, caplog: pytest.LogCaptureFixture, exc_type: type
 ) -> None:
     calls: List[str] = []
-    before = _named(calls, "before")
-    after = _named(calls, "after")
-    once_after = _named(calls, "once_after")
+    before = named(calls, "before")
+    after = named(calls, "after")
+    once_after = named(calls, "once_after")
     raised = exc_type()
     failing = _failing_handler(raised)
     emitter.on("e", before)
@@ -904,9 +897,9 @@ def test_base_exception_propagates_through_nested_emit(emitter: Any) -> None:
         calls.append("unreachable")
 
     emitter.on("outer", outer)
-    emitter.on("outer", _named(calls, "outer_after"))
+    emitter.on("outer", named(calls, "outer_after"))
     emitter.on("inner", _failing_handler(KeyboardInterrupt()))
-    emitter.on("inner", _named(calls, "inner_after"))
+    emitter.on("inner", named(calls, "inner_after"))
     with pytest.raises(KeyboardInterrupt):
         emitter.emit("outer")
     assert calls == ["outer"]

@@ -6,17 +6,10 @@ against the compiled core and the pure-Python twin.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List
+from typing import Any, List
 
 import pytest
-
-
-def _named(calls: List[Any], name: str) -> Callable[..., None]:
-    def handler(*args: Any) -> None:
-        calls.append(name)
-
-    handler.__name__ = handler.__qualname__ = name
-    return handler
+from support import named
 
 
 # -- off removes every registration of the callback ---------------------------------
@@ -37,7 +30,7 @@ def test_off_removes_pending_once_registration_by_original_callable(emitter: Any
     # Differs from livekit, whose direct `once` form registers a wrapper that `off` with
     # the original callable cannot find.
     calls: List[str] = []
-    handler = _named(calls, "handler")
+    handler = named(calls, "handler")
     assert emitter.once("e", handler) is handler
     emitter.off("e", handler)
     emitter.emit("e")
@@ -59,8 +52,8 @@ def test_off_removes_pending_once_registration_made_by_decorator(emitter: Any) -
 
 def test_off_removes_on_and_every_pending_once_registration(emitter: Any) -> None:
     calls: List[str] = []
-    handler = _named(calls, "handler")
-    other = _named(calls, "other")
+    handler = named(calls, "handler")
+    other = named(calls, "other")
     emitter.once("e", handler)
     emitter.on("e", other)
     emitter.on("e", handler)
@@ -126,7 +119,7 @@ def test_off_only_affects_the_given_event(emitter: Any) -> None:
 
 def test_off_keeps_the_order_of_the_others(emitter: Any) -> None:
     calls: List[str] = []
-    handlers = [_named(calls, name) for name in "abcde"]
+    handlers = [named(calls, name) for name in "abcde"]
     for i, handler in enumerate(handlers):
         (emitter.once if i % 2 else emitter.on)("e", handler)
     emitter.off("e", handlers[2])
@@ -137,7 +130,7 @@ def test_off_keeps_the_order_of_the_others(emitter: Any) -> None:
 
 def test_off_then_emit_after_once_already_fired(emitter: Any) -> None:
     calls: List[str] = []
-    handler = _named(calls, "handler")
+    handler = named(calls, "handler")
     emitter.once("e", handler)
     emitter.emit("e")
     emitter.off("e", handler)  # already gone: silent
@@ -199,8 +192,8 @@ def test_off_then_on_again(emitter: Any) -> None:
 def test_off_removes_every_match_among_many_registrations(emitter: Any, count: int) -> None:
     # Either side of the compiled core's 64-entry on-stack match buffer.
     calls: List[Any] = []
-    others = [_named(calls, f"h{i}") for i in range(count)]
-    victim = _named(calls, "victim")
+    others = [named(calls, f"h{i}") for i in range(count)]
+    victim = named(calls, "victim")
     for i, handler in enumerate(others):
         emitter.on("e", handler)
         if i % 7 == 0:
