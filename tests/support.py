@@ -9,14 +9,13 @@ so a subprocess chooses its core before anything else is loaded.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import json
 import os
-import subprocess
-import sys
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
+
+if TYPE_CHECKING:
+    import subprocess
 
 # Each implementation's core module, imported *by name* (never through the
 # package's automatic choice), so a missing compiled build fails loudly.
@@ -55,16 +54,6 @@ def handlers_of(emitter: Any, event: Any) -> int:
     return len(emitter._events.get(event, ()))
 
 
-class CountingLoop(asyncio.SelectorEventLoop):
-    """An event loop that counts the callbacks other threads hand it."""
-
-    threadsafe_calls = 0
-
-    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:
-        self.threadsafe_calls += 1
-        return super().call_soon_threadsafe(*args, **kwargs)
-
-
 def run_script(
     script: str, *args: str, timeout: float
 ) -> Tuple["subprocess.CompletedProcess[str]", List[str]]:
@@ -74,6 +63,9 @@ def run_script(
     Returns the finished process and its stdout lines; raises
     ``subprocess.TimeoutExpired`` on a hang.
     """
+    import subprocess
+    import sys
+
     result = subprocess.run(
         [sys.executable, os.path.join(TESTS_DIR, script), *args],
         capture_output=True,
@@ -86,4 +78,6 @@ def run_script(
 
 def last_json(lines: List[str]) -> Any:
     """The JSON object a script prints last."""
+    import json
+
     return json.loads(lines[-1])

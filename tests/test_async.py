@@ -14,7 +14,7 @@ import threading
 from typing import Any, Callable, Coroutine, List, Optional, Tuple, TypeVar
 
 import pytest
-from support import CountingLoop, handlers_of
+from support import handlers_of
 
 from livekit_events.aio import (
     DEFAULT_MAXSIZE,
@@ -36,6 +36,16 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     # The timeout only turns a bug that would hang the suite into a failure.
     # Debug mode: asyncio reports never-awaited coroutines and the like.
     return asyncio.run(asyncio.wait_for(main(), timeout=120), debug=True)
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """An event loop that counts the callbacks other threads hand it."""
+
+    threadsafe_calls = 0
+
+    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:
+        self.threadsafe_calls += 1
+        return super().call_soon_threadsafe(*args, **kwargs)
 
 
 def run_counting(main: Callable[[CountingLoop], Coroutine[Any, Any, T]]) -> T:
