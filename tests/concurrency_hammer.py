@@ -22,18 +22,17 @@ called more than once; nothing raised and no thread hung.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import threading
 import time
 from typing import Any, Dict, List
 
-CORES = {"compiled": "livekit_events._core_c", "pure": "livekit_events._core_py"}
+from support import CORE_MODULES, import_core
 
 
 def run(core: str, seconds: float, emitters: int = 3) -> Dict[str, Any]:
-    module = importlib.import_module(CORES[core])
+    module = import_core(core)
 
     class Emitter(module.EmitterCore):  # type: ignore[name-defined, misc]
         pass
@@ -150,7 +149,7 @@ def run(core: str, seconds: float, emitters: int = 3) -> Dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--core", choices=sorted(CORES), required=True)
+    parser.add_argument("--core", choices=sorted(CORE_MODULES), required=True)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--emitters", type=int, default=3)
     args = parser.parse_args()

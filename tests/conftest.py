@@ -1,28 +1,39 @@
 """Every test that takes the ``impl`` fixture runs once per implementation.
 
-Each implementation's core module is imported *by name*
-(``livekit_events._core_c`` or ``livekit_events._core_py``), never through the
-package's automatic choice, so a missing compiled build makes the compiled
-runs fail loudly instead of silently testing the pure twin a second time.
-``--no-c-extensions`` deselects the compiled runs (for pure-Python installs).
+The fixture chain: ``impl`` (the core module, by name) -> ``EventEmitter``
+(the public class over it) -> ``emitter`` (a fresh ``EventEmitter[str]``).
+A module or test marked ``with_livekit`` also runs once against livekit's own
+``livekit.rtc.EventEmitter`` (``impl.name == "livekit"``, ``impl.core`` None;
+skipped when livekit isn't installed), for the tests that compare with it.
+
+Each implementation's core module is imported *by name* (``support.CORE_MODULES``),
+never through the package's automatic choice, so a missing compiled build makes
+the compiled runs fail loudly instead of silently testing the pure twin a
+second time.  ``--no-c-extensions`` deselects the compiled runs (for
+pure-Python installs).
+
+Under pytest-run-parallel a test's fixtures are made once and shared by its
+threads; ``emitter`` is the exception: each thread gets its own (see
+``_one_emitter_per_thread``), so a test that takes it can count calls.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import functools
 import os
+import threading
+import types
 from types import ModuleType
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional
 
 import pytest
+from support import CORE_MODULES, import_core
 
 import livekit_events
 from livekit_events._emitter import emitter_class_for
 
-IMPLEMENTATIONS = {"compiled": "livekit_events._core_c", "pure": "livekit_events._core_py"}
-
-_tested: Dict[str, Dict[str, int]] = {name: {"passed": 0, "failed": 0} for name in IMPLEMENTATIONS}
+_tested: Dict[str, Dict[str, int]] = {name: {"passed": 0, "failed": 0} for name in CORE_MODULES}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +41,7 @@ class Implementation:
     """One implementation under test: its name, core module and public class."""
 
     name: str
-    core: ModuleType
+    core: Optional[ModuleType]  # None for livekit's own class
     EventEmitter: Any  # the public class over this core
 
     def __repr__(self) -> str:
@@ -48,6 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "c_extension: runs against the compiled core")
+    config.addinivalue_line(
+        "markers", "with_livekit: impl also runs as livekit's own livekit.rtc.EventEmitter"
+    )
 
 
 def _compiled_required(config: pytest.Config) -> bool:
@@ -74,7 +88,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             "pass --no-c-extensions to test the pure twin only"
         )
     try:
-        importlib.import_module(IMPLEMENTATIONS["compiled"])
+        import_core("compiled")
     except ImportError as exc:
         raise pytest.UsageError(
             f"the compiled core was expected but could not be imported ({exc}); "
@@ -88,13 +102,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
-@pytest.fixture(
-    scope="session",
-    params=[pytest.param("compiled", marks=pytest.mark.c_extension), "pure"],
-)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "impl" not in metafunc.fixturenames:
+        return
+    params = [pytest.param("compiled", marks=pytest.mark.c_extension), "pure"]
+    if metafunc.definition.get_closest_marker("with_livekit") is not None:
+        params.append("livekit")
+    metafunc.parametrize("impl", params, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def impl(request: pytest.FixtureRequest) -> Implementation:
-    """The implementation under test (compiled core or pure twin)."""
-    core = importlib.import_module(IMPLEMENTATIONS[request.param])  # by name: fails loudly
+    """The implementation under test (compiled core, pure twin; livekit's class
+    for tests marked ``with_livekit``)."""
+    if request.param == "livekit":
+        rtc = pytest.importorskip("livekit.rtc")
+        return Implementation("livekit", None, rtc.EventEmitter)
+    core = import_core(request.param)  # by name: fails loudly
     return Implementation(request.param, core, emitter_class_for(core.EmitterCore))
 
 
@@ -104,10 +128,51 @@ def EventEmitter(impl: Implementation) -> Any:  # noqa: N802 - reads like the cl
     return impl.EventEmitter
 
 
+@pytest.fixture(params=["on", "once"])
+def register(request: pytest.FixtureRequest) -> str:
+    """The registering method, ``on`` or ``once``, for tests that hold for both."""
+    return str(request.param)
+
+
+def _new_emitter(impl: Implementation) -> Any:
+    return impl.EventEmitter[str]()
+
+
 @pytest.fixture
 def emitter(impl: Implementation) -> Any:
-    """A fresh ``EventEmitter[str]`` over the implementation under test."""
-    return impl.EventEmitter[str]()
+    """A fresh ``EventEmitter[str]`` over the implementation under test (one
+    per thread under pytest-run-parallel)."""
+    return _new_emitter(impl)
+
+
+def _one_emitter_per_thread(item: pytest.Function) -> None:
+    """Give each of pytest-run-parallel's threads its own ``emitter``.
+
+    pytest-run-parallel calls the test function in several threads with the
+    fixture values made once.  This wraps the function (before the plugin
+    wraps it, at the end of collection) so that a call from any thread but
+    the main one gets a fresh emitter of the same implementation.  A run
+    without parallel threads calls the test in the main thread: unchanged.
+    The wrapper keeps the test's globals (the plugin reads them) and its
+    ``__wrapped__`` (for the plugin's source-based checks).
+    """
+    test = item.obj
+    if getattr(test, "is_hypothesis_test", False):
+        return  # hypothesis runs its examples in the calling thread's own way
+    main = threading.main_thread()
+    current = threading.current_thread
+    new = _new_emitter
+
+    def call(*args: Any, **kwargs: Any) -> Any:  # only closure names: runs in test's globals
+        if current() is not main:
+            kwargs["emitter"] = new(item.funcargs["impl"])
+        return test(*args, **kwargs)
+
+    wrapper: Callable[..., Any] = types.FunctionType(
+        call.__code__, test.__globals__, test.__name__, None, call.__closure__
+    )
+    functools.update_wrapper(wrapper, test)
+    item.obj = wrapper
 
 
 # pytest's log capture is one handler per test, shared by the threads that
@@ -120,6 +185,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _SHARED_BETWEEN_THREADS.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.thread_unsafe(reason="uses caplog"))
+        if isinstance(item, pytest.Function) and "emitter" in item._fixtureinfo.argnames:
+            _one_emitter_per_thread(item)
     if _compiled_required(config):
         return
     skip = pytest.mark.skip(reason="--no-c-extensions: compiled core not tested")
@@ -145,6 +212,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("livekit_events implementations tested")
     for name, counts in _tested.items():
         terminalreporter.write_line(
-            f"{name:9s} ({IMPLEMENTATIONS[name]}): {counts['passed']} passed, {counts['failed']} failed"
+            f"{name:9s} ({CORE_MODULES[name]}): {counts['passed']} passed, {counts['failed']} failed"
         )
     terminalreporter.write_line(f"active implementation: {livekit_events.IMPLEMENTATION}")

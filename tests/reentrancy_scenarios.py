@@ -2,7 +2,7 @@
 
     python reentrancy_scenarios.py CORE SCENARIO [ROUNDS]
 
-CORE is ``_core_c`` or ``_core_py`` (imported by name, like conftest does);
+CORE is ``compiled`` or ``pure`` (its core imported by name, like conftest does);
 SCENARIO is one of the functions in ``SCENARIOS``.  A scenario prints one JSON
 line ``{"problems": [...], ...}`` and exits 0 when there were none, 1 when
 there were.  A crash (segfault) or a hang shows up in the parent as a signal
@@ -18,7 +18,6 @@ record exactly: nothing lost, nothing removed still there.
 from __future__ import annotations
 
 import gc
-import importlib
 import itertools
 import json
 import os
@@ -27,6 +26,8 @@ import sys
 import threading
 import weakref
 from typing import Any, Callable, Dict, List, Set
+
+from support import import_core
 
 from livekit_events._emitter import emitter_class_for
 
@@ -172,7 +173,7 @@ def finalizers(core: Any, rounds: int) -> Dict[str, Any]:
     rng = random.Random(int(os.environ.get("SEED", "1")))
     emitters = [em, other]
     main = Actor(record, emitters, rng)
-    # Filler handlers: the crash of issue 10 needed more than 20 on the event.
+    # Filler handlers: more than 20 on the event (the indexed registry).
     for event in EVENTS:
         for _ in range(25):
             handler = make_handler(record, event, once=False)
@@ -233,7 +234,7 @@ def finalizers(core: Any, rounds: int) -> Dict[str, Any]:
 
 
 def unsubscribe_in_del(core: Any, rounds: int) -> Dict[str, Any]:
-    """Issue 10's crash: objects in cycles unsubscribe in __del__ while the
+    """Objects in cycles unsubscribe in __del__ while the
     app rotates its own handlers (on new, off old) on an event with more than
     20 handlers.  Default GC thresholds."""
     EventEmitter = emitter_class(core)
@@ -436,7 +437,7 @@ SCENARIOS = {
 
 
 def main() -> None:
-    core = importlib.import_module(f"livekit_events.{sys.argv[1]}")
+    core = import_core(sys.argv[1])
     scenario = SCENARIOS[sys.argv[2]]
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
     result = scenario(core, rounds)

@@ -1,8 +1,8 @@
 """livekit_events.aio.TaskHandlers: async handlers in tasks the owner owns.
 
 Every test that takes ``emitter`` runs three times: on the compiled core, on
-the pure twin, and on livekit's own ``livekit.rtc.EventEmitter`` (this module
-overrides ``impl`` to add it; without the ``livekit`` package those runs
+the pure twin, and on livekit's own ``livekit.rtc.EventEmitter`` (the module
+is marked ``with_livekit``; without the ``livekit`` package those runs
 skip).  Every event loop runs in asyncio's debug mode, warnings are errors
 (pyproject), and each test fails if asyncio logged an error (a task destroyed
 while pending, an exception never retrieved, ...) or if a task other than the
@@ -14,10 +14,8 @@ only used where nothing will ever happen.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import gc
-import importlib
 import inspect
 import logging
 import sys
@@ -26,43 +24,20 @@ from typing import Any, Callable, Coroutine, Dict, Iterator, List, Optional, Tup
 
 import pytest
 
-from livekit_events._emitter import emitter_class_for
 from livekit_events.aio import HandlerOverflowError, TaskHandlers
 
 T = TypeVar("T")
 
 # Own event loops, threads and GC: one test at a time (pytest-run-parallel).
-pytestmark = pytest.mark.thread_unsafe(reason="own event loops, threads and gc.collect()")
+pytestmark = [
+    pytest.mark.thread_unsafe(reason="own event loops, threads and gc.collect()"),
+    pytest.mark.with_livekit,
+]
 
 LIVEKIT_ASYNC_MESSAGE = (
     "Cannot register an async callback with `.on()`. Use `asyncio.create_task` "
     "within your synchronous callback instead."
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Kind:
-    """An emitter class under test (same fields as conftest's Implementation)."""
-
-    name: str
-    core: Any
-    EventEmitter: Any
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-@pytest.fixture(
-    scope="session",
-    params=[pytest.param("compiled", marks=pytest.mark.c_extension), "pure", "livekit"],
-)
-def impl(request: pytest.FixtureRequest) -> Kind:
-    """Both cores, as conftest's ``impl``, plus livekit's own class."""
-    if request.param == "livekit":
-        rtc = pytest.importorskip("livekit.rtc")
-        return Kind("livekit", None, rtc.EventEmitter)
-    core = importlib.import_module(f"livekit_events._core_{'c' if request.param == 'compiled' else 'py'}")
-    return Kind(request.param, core, emitter_class_for(core.EmitterCore))
 
 
 def handlers_of(emitter: Any, event: str) -> int:
@@ -417,8 +392,8 @@ def test_a_failing_on_of_the_emitter_leaves_nothing_registered(EventEmitter: Any
 
 def test_emitter_on_keeps_rejecting_async_callables_and_points_to_task_handlers(
     EventEmitter: Any,
+    emitter: Any,
 ) -> None:
-    emitter = EventEmitter[str]()
     with pytest.raises(ValueError) as info:
         emitter.on("x", _async_function)
     message = str(info.value)
@@ -1047,7 +1022,7 @@ def _failure_record(log: Log) -> logging.LogRecord:
     return record
 
 
-def test_a_failure_is_logged_as_a_sync_handlers_failure_is(impl: Kind, emitter: Any, log: Log) -> None:
+def test_a_failure_is_logged_as_a_sync_handlers_failure_is(impl: Any, emitter: Any, log: Log) -> None:
     def sync_handler(value: int) -> None:
         raise ValueError(f"sync failed {value}")
 

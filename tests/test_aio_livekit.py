@@ -10,7 +10,6 @@ these tests can't run in several threads at once.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import logging
 from typing import Any, Callable, Coroutine, Iterator, List, TypeVar
@@ -32,7 +31,10 @@ from livekit_rooms import (  # noqa: E402
     unconnected_room,
 )
 
-pytestmark = pytest.mark.thread_unsafe(reason="install() patches livekit's class process-wide")
+pytestmark = [
+    pytest.mark.thread_unsafe(reason="install() patches livekit's class process-wide"),
+    pytest.mark.with_livekit,
+]
 
 T = TypeVar("T")
 LkEmitter = rtc.EventEmitter
@@ -52,18 +54,13 @@ def _restore_livekit(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
 
 
-@pytest.fixture(
-    params=["livekit", pytest.param("compiled", marks=pytest.mark.c_extension), "pure"]
-)
-def mode(request: pytest.FixtureRequest) -> str:
+@pytest.fixture
+def mode(impl: Any) -> str:
     """livekit's class as shipped, or after install() over one of our cores."""
-    if request.param != "livekit":
-        core = importlib.import_module(
-            f"livekit_events._core_{'c' if request.param == 'compiled' else 'py'}"
-        )
-        _livekit._install(core)
-        assert rtc.Room.emit is core.livekit_emit
-    return request.param
+    if impl.core is not None:
+        _livekit._install(impl.core)
+        assert rtc.Room.emit is impl.core.livekit_emit
+    return str(impl.name)
 
 
 def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:

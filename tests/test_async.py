@@ -14,6 +14,7 @@ import threading
 from typing import Any, Callable, Coroutine, List, Optional, Tuple, TypeVar
 
 import pytest
+from support import handlers_of
 
 from livekit_events.aio import (
     DEFAULT_MAXSIZE,
@@ -1014,10 +1015,6 @@ def livekit_emitter() -> Any:
     return rtc.EventEmitter()
 
 
-def _livekit_handlers(emitter: Any, event: str) -> int:
-    return len(emitter._events.get(event, {}))
-
-
 def test_livekit_wait_for(livekit_emitter: Any) -> None:
     async def main() -> Tuple[Any, ...]:
         later(livekit_emitter.emit, "participant_connected", "alice")
@@ -1027,21 +1024,21 @@ def test_livekit_wait_for(livekit_emitter: Any) -> None:
         )
 
     assert run(main) == ("bob",)
-    assert _livekit_handlers(livekit_emitter, "participant_connected") == 0
+    assert handlers_of(livekit_emitter, "participant_connected") == 0
 
 
 def test_livekit_wait_for_timeout_and_cancel(livekit_emitter: Any) -> None:
     async def main() -> None:
         with pytest.raises(asyncio.TimeoutError):
             await wait_for(livekit_emitter, "x", timeout=0.01)
-        assert _livekit_handlers(livekit_emitter, "x") == 0
+        assert handlers_of(livekit_emitter, "x") == 0
         waiter = asyncio.ensure_future(wait_for(livekit_emitter, "x"))
         await asyncio.sleep(0)
-        assert _livekit_handlers(livekit_emitter, "x") == 1
+        assert handlers_of(livekit_emitter, "x") == 1
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        assert _livekit_handlers(livekit_emitter, "x") == 0
+        assert handlers_of(livekit_emitter, "x") == 0
 
     run(main)
 
@@ -1059,7 +1056,7 @@ def test_livekit_iterate(livekit_emitter: Any) -> None:
         return got
 
     assert run(main) == ["packet 2", "packet 3"]
-    assert _livekit_handlers(livekit_emitter, "data_received") == 0
+    assert handlers_of(livekit_emitter, "data_received") == 0
 
 
 def test_livekit_iterate_from_another_thread(livekit_emitter: Any) -> None:
@@ -1076,7 +1073,7 @@ def test_livekit_iterate_from_another_thread(livekit_emitter: Any) -> None:
         return got
 
     assert run(main) == list(range(20))
-    assert _livekit_handlers(livekit_emitter, "x") == 0
+    assert handlers_of(livekit_emitter, "x") == 0
 
 
 def test_livekit_after_install(livekit_emitter: Any) -> None:
@@ -1098,8 +1095,8 @@ def test_livekit_after_install(livekit_emitter: Any) -> None:
             return got
 
         assert run(main) == ["agent", b"payload"]
-        assert _livekit_handlers(livekit_emitter, "participant_connected") == 0
-        assert _livekit_handlers(livekit_emitter, "data_received") == 0
+        assert handlers_of(livekit_emitter, "participant_connected") == 0
+        assert handlers_of(livekit_emitter, "data_received") == 0
     finally:
         livekit_events.uninstall()
 

@@ -10,18 +10,14 @@ in parallel.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import weakref
 from typing import Any, Callable, List
 
 import pytest
-
-HAMMER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "concurrency_hammer.py")
+from support import last_json, run_script
 
 
 class Payload:
@@ -71,8 +67,7 @@ def _wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
 
 
 @pytest.mark.thread_unsafe(reason="starts its own threads; counts what they hold")
-def test_removed_callbacks_are_released_while_emits_overlap(impl: Any) -> None:
-    emitter = impl.EventEmitter()
+def test_removed_callbacks_are_released_while_emits_overlap(emitter: Any) -> None:
     stop = _emitting_threads(emitter)
     try:
         refs: List[weakref.ref] = []
@@ -94,8 +89,7 @@ def test_removed_callbacks_are_released_while_emits_overlap(impl: Any) -> None:
 
 
 @pytest.mark.thread_unsafe(reason="starts its own threads; counts what they hold")
-def test_dead_slots_stay_bounded_while_emits_overlap(impl: Any) -> None:
-    emitter = impl.EventEmitter()
+def test_dead_slots_stay_bounded_while_emits_overlap(impl: Any, emitter: Any) -> None:
     stop = _emitting_threads(emitter)
     pool = [Payload() for _ in range(64)]
     registered: List[Any] = []
@@ -122,10 +116,9 @@ def test_dead_slots_stay_bounded_while_emits_overlap(impl: Any) -> None:
 
 
 @pytest.mark.parametrize("nested_emits", [False, True], ids=["plain", "nested-emits"])
-def test_long_emit_does_not_retain_handlers_removed_during_it(impl: Any, nested_emits: bool) -> None:
+def test_long_emit_does_not_retain_handlers_removed_during_it(emitter: Any, nested_emits: bool) -> None:
     # Handlers registered after an emit started are not in its snapshot: their
     # removal releases them at once, however long that emit still runs.
-    emitter = impl.EventEmitter()
     alive_during_emit: List[int] = []
     calls = [0]
 
@@ -160,16 +153,12 @@ def test_hammer_no_lost_call_no_double_once_no_crash(impl: Any, emitters: int) -
     # once handlers and one churning another event, in a subprocess: a crash
     # or a hang fails the test, not the run.
     seconds = float(os.environ.get("LIVEKIT_EVENTS_HAMMER_SECONDS", "2"))
-    proc = subprocess.run(
-        [sys.executable, HAMMER, "--core", impl.name, "--seconds", str(seconds),
-         "--emitters", str(emitters)],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 120,
-        cwd=os.path.dirname(HAMMER),  # not the checkout root: the installed package
+    proc, lines = run_script(
+        "concurrency_hammer.py", "--core", impl.name, "--seconds", str(seconds),
+        "--emitters", str(emitters), timeout=seconds + 120,
     )
     assert proc.returncode in (0, 1), f"hammer crashed ({proc.returncode}): {proc.stderr[-2000:]}"
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = last_json(lines)
     assert result["errors"] == [] and result["hung"] == []
     assert result["steady_calls_lost"] == 0, result
     assert result["once_fired_twice"] == 0, result

@@ -37,7 +37,6 @@ If the compiled core can't be imported this test fails, unless
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import os
 import threading
@@ -55,6 +54,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from support import import_core
 
 from livekit_events._emitter import emitter_class_for
 
@@ -662,10 +662,10 @@ class DifferentialMachine(RuleBasedStateMachine):
 
 @pytest.mark.thread_unsafe(reason="a long fuzz run: run it once, not once per thread")
 def test_differential(pytestconfig: pytest.Config) -> None:
-    cores = [("pure", importlib.import_module("livekit_events._core_py"))]
+    cores = [("pure", import_core("pure"))]
     if not pytestconfig.getoption("--no-c-extensions"):
         # By name: a missing build fails here instead of being skipped.
-        cores.insert(0, ("compiled", importlib.import_module("livekit_events._core_c")))
+        cores.insert(0, ("compiled", import_core("compiled")))
 
     class Machine(DifferentialMachine):
         pass

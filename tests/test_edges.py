@@ -119,8 +119,7 @@ HASHABLE_EVENTS = [
 
 
 @pytest.mark.parametrize("event", HASHABLE_EVENTS, ids=repr)
-def test_every_hashable_kind_of_event(EventEmitter: Any, event: Any) -> None:
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
+def test_every_hashable_kind_of_event(emitter: Any, event: Any) -> None:
     calls: list = []
 
     def handler(*args: Any) -> None:
@@ -146,10 +145,9 @@ def test_every_hashable_kind_of_event(EventEmitter: Any, event: Any) -> None:
     assert len(calls) == 2
 
 
-def test_equal_events_are_one_event(EventEmitter: Any) -> None:
+def test_equal_events_are_one_event(emitter: Any) -> None:
     """Events are dict keys: 1, 1.0, True and IntEnum.ONE are one event, and
     an equal-by-value key finds the handlers of another instance."""
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
     calls: list = []
     emitter.on(1, lambda: calls.append("int"))
     emitter.emit(True)
@@ -167,10 +165,9 @@ def test_equal_events_are_one_event(EventEmitter: Any) -> None:
     check_consistent(emitter)
 
 
-def test_none_event_and_remove_all(EventEmitter: Any) -> None:
+def test_none_event_and_remove_all(emitter: Any) -> None:
     """None works as an event name, but remove_all_listeners(None) means
     every event (as its default argument says)."""
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
     emitter.on(None, print)
     emitter.on("a", print)
     emitter.remove_all_listeners(None)
@@ -178,8 +175,7 @@ def test_none_event_and_remove_all(EventEmitter: Any) -> None:
 
 
 @pytest.mark.parametrize("event", [[], {}, {1}, ["a"], bytearray(b"x")], ids=repr)
-def test_unhashable_events_are_a_type_error(EventEmitter: Any, event: Any) -> None:
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
+def test_unhashable_events_are_a_type_error(emitter: Any, event: Any) -> None:
     emitter.on("a", print)
     for call in (
         lambda: emitter.on(event, print),
@@ -207,8 +203,7 @@ class EqRaises:
         raise RuntimeError("no eq")
 
 
-def test_event_whose_hash_raises(EventEmitter: Any) -> None:
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
+def test_event_whose_hash_raises(emitter: Any) -> None:
     with pytest.raises(RuntimeError, match="no hash"):
         emitter.on(HashRaises(), print)
     with pytest.raises(RuntimeError, match="no hash"):
@@ -216,8 +211,7 @@ def test_event_whose_hash_raises(EventEmitter: Any) -> None:
     assert emitter.event_names() == []
 
 
-def test_event_whose_eq_raises(EventEmitter: Any) -> None:
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
+def test_event_whose_eq_raises(emitter: Any) -> None:
     first, second = EqRaises(), EqRaises()
     calls: list = []
     emitter.on(first, lambda: calls.append(1))
@@ -237,8 +231,7 @@ def test_event_whose_eq_raises(EventEmitter: Any) -> None:
 # Many arguments
 
 
-def test_huge_varargs_consumer(EventEmitter: Any) -> None:
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
+def test_huge_varargs_consumer(emitter: Any) -> None:
     got: list = []
     emitter.on("big", lambda *args: got.append(args))
     emitter.on("big", lambda a, b=None: got.append((a, b)))
@@ -259,10 +252,9 @@ class Sink:
 
 
 @pytest.mark.parametrize("count", range(0, 20))
-def test_argument_counts_across_the_stack_buffer(EventEmitter: Any, count: int) -> None:
+def test_argument_counts_across_the_stack_buffer(emitter: Any, count: int) -> None:
     """0-19 arguments (the compiled core copies up to 8 onto the stack and
     uses the tuple beyond) to functions, bound methods and partials."""
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
     args = tuple(object() for _ in range(count))
     sink = Sink()
     got: list = []
@@ -311,7 +303,7 @@ def test_argument_counts_across_the_stack_buffer(EventEmitter: Any, count: int) 
 # Recursion
 
 
-def test_unbounded_recursion_is_isolated_and_harmless(EventEmitter: Any) -> None:
+def test_unbounded_recursion_is_isolated_and_harmless(emitter: Any) -> None:
     """A handler that emits its own event forever hits the recursion limit.
 
     RecursionError is an Exception, so (SPEC 3, exception isolation) the
@@ -319,7 +311,6 @@ def test_unbounded_recursion_is_isolated_and_harmless(EventEmitter: Any) -> None
     normally: the top-level emit returns, with the RecursionError logged.
     Nothing is corrupted: the emitter, the recursion depth and a once
     registration all behave afterwards."""
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
     depth = [0]
     fired: list = []
 
@@ -350,10 +341,9 @@ def test_unbounded_recursion_is_isolated_and_harmless(EventEmitter: Any) -> None
     assert fired == ["once", "again"]
 
 
-def test_recursion_error_raised_at_top_level_propagates_when_not_an_exception(EventEmitter: Any) -> None:
+def test_recursion_error_raised_at_top_level_propagates_when_not_an_exception(emitter: Any) -> None:
     """Only Exceptions are isolated: a handler turning the recursion into a
     BaseException makes the whole emit chain unwind, leaving it consistent."""
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
 
     class Stop(BaseException):
         pass
@@ -400,8 +390,7 @@ class ReprRaises(Exception):
     __str__ = __repr__
 
 
-def test_exception_whose_str_raises(EventEmitter: Any) -> None:
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
+def test_exception_whose_str_raises(emitter: Any) -> None:
     calls: list = []
 
     def bad() -> None:
@@ -422,10 +411,9 @@ def test_exception_whose_str_raises(EventEmitter: Any) -> None:
         assert "failed to emit event e" in text
 
 
-def test_event_whose_str_and_repr_raise(EventEmitter: Any) -> None:
+def test_event_whose_str_and_repr_raise(emitter: Any) -> None:
     """The failure log message formats the event lazily; a broken __str__
     is logging's problem (handleError), not emit's."""
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
 
     class Ugly:
         def __repr__(self) -> str:
@@ -449,12 +437,11 @@ class BrokenLogHandler(logging.Handler):
 
 
 @pytest.mark.thread_unsafe(reason="adds a handler to the shared livekit.events logger")
-def test_logging_handler_that_raises(EventEmitter: Any) -> None:
+def test_logging_handler_that_raises(emitter: Any) -> None:
     """A logging handler that raises (instead of calling handleError, as the
     standard ones do) propagates out of emit, as in livekit, chained to the
     handler's exception; the remaining handlers of that emit don't run; the
     emitter stays consistent and works once logging is fixed."""
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
     calls: list = []
     failure = ValueError("handler failed")
 
@@ -490,10 +477,9 @@ class UglyCallable:
         raise ValueError("repr of the callback failed")
 
 
-def test_arity_error_with_a_callback_whose_repr_raises(EventEmitter: Any) -> None:
+def test_arity_error_with_a_callback_whose_repr_raises(emitter: Any) -> None:
     """The arity error is still a TypeError when the handler's (or the
     event's) repr raises."""
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
     emitter.on("e", UglyCallable())
     with pytest.raises(TypeError, match="requires 1 positional argument"):
         emitter.emit("e")
@@ -509,8 +495,7 @@ def test_arity_error_with_a_callback_whose_repr_raises(EventEmitter: Any) -> Non
     check_consistent(emitter)
 
 
-def test_kw_only_rejection_with_a_callback_whose_repr_raises(EventEmitter: Any) -> None:
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
+def test_kw_only_rejection_with_a_callback_whose_repr_raises(emitter: Any) -> None:
     class UglyKwOnly:
         def __call__(self, *, required: Any) -> None:
             pass
@@ -536,10 +521,9 @@ class CallbackEqRaises:
         return NotImplemented
 
 
-def test_callback_whose_eq_raises(EventEmitter: Any) -> None:
+def test_callback_whose_eq_raises(emitter: Any) -> None:
     """Dedupe and off compare callbacks: an __eq__ that raises propagates and
     changes nothing; the lock is released."""
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
     first = CallbackEqRaises()
     emitter.on("e", first)
     emitter.on("e", first)  # identity: __eq__ not needed
@@ -556,8 +540,7 @@ def test_callback_whose_eq_raises(EventEmitter: Any) -> None:
     check_consistent(emitter)
 
 
-def test_callback_whose_hash_raises(EventEmitter: Any) -> None:
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
+def test_callback_whose_hash_raises(emitter: Any) -> None:
     class Unhashable:
         __hash__ = None  # type: ignore[assignment]
 
@@ -572,8 +555,7 @@ def test_callback_whose_hash_raises(EventEmitter: Any) -> None:
 
 
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, GeneratorExit])
-def test_base_exceptions_leave_it_consistent(EventEmitter: Any, exc_type: type) -> None:
-    emitter = EventEmitter()  # per thread under pytest-run-parallel
+def test_base_exceptions_leave_it_consistent(emitter: Any, exc_type: type) -> None:
     calls: list = []
 
     def stop() -> None:
@@ -692,11 +674,10 @@ def _sig(*names: str) -> inspect.Signature:
     )
 
 
-def test_trimming_follows_inspect_signature(EventEmitter: Any) -> None:
+def test_trimming_follows_inspect_signature(emitter: Any) -> None:
     """Trimming is what inspect.signature says (SPEC 3), also where a
     function's __code__ says otherwise: __signature__, __wrapped__ (wraps),
     partials binding keywords, positional-only parameters, classmethods."""
-    emitter = EventEmitter()
     got: list = []
 
     def overridden(*args: Any) -> None:
@@ -748,10 +729,9 @@ def test_trimming_follows_inspect_signature(EventEmitter: Any) -> None:
         emitter.emit("e")  # `overridden` needs one, by its __signature__
 
 
-def test_signature_read_once_at_registration(EventEmitter: Any) -> None:
+def test_signature_read_once_at_registration(emitter: Any) -> None:
     """Changing a function after registering it doesn't change its trimming
     (the signature is read once, SPEC 3)."""
-    emitter = EventEmitter()
     got: list = []
 
     def handler(a: Any, b: Any = None) -> None:

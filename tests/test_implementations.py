@@ -14,6 +14,7 @@ import tempfile
 from typing import Any, Dict, Optional
 
 import pytest
+from support import CORE_MODULES
 
 import livekit_events
 
@@ -61,32 +62,30 @@ def _skip_unless_compiled(impl: Any) -> None:
 def test_no_extensions_env_var_non_empty_selects_pure(impl: Any, value: str) -> None:
     # Any non-empty value, even "0", forces the pure twin (as documented).
     _skip_unless_compiled(impl)  # run once; the check doesn't depend on the fixture
-    assert _implementation_in_subprocess(value) == "pure livekit_events._core_py"
+    assert _implementation_in_subprocess(value) == f"pure {CORE_MODULES['pure']}"
 
 
 def test_no_extensions_env_var_empty_does_not_force_pure(impl: Any) -> None:
     _skip_unless_compiled(impl)
-    assert _implementation_in_subprocess("") == "compiled livekit_events._core_c"
+    assert _implementation_in_subprocess("") == f"compiled {CORE_MODULES['compiled']}"
 
 
 def test_default_uses_compiled_core_when_built(impl: Any) -> None:
     _skip_unless_compiled(impl)  # the compiled runs fail loudly if it isn't built
-    assert _implementation_in_subprocess(None) == "compiled livekit_events._core_c"
+    assert _implementation_in_subprocess(None) == f"compiled {CORE_MODULES['compiled']}"
 
 
 def test_package_tells_which_implementation_is_active(impl: Any) -> None:
     assert livekit_events.IMPLEMENTATION in ("compiled", "pure")
-    modules = {"compiled": "livekit_events._core_c", "pure": "livekit_events._core_py"}
     cores = [c for c in livekit_events.EventEmitter.__mro__ if c.__name__ == "EmitterCore"]
-    assert [c.__module__ for c in cores] == [modules[livekit_events.IMPLEMENTATION]]
+    assert [c.__module__ for c in cores] == [CORE_MODULES[livekit_events.IMPLEMENTATION]]
     if impl.name == "compiled":
         # conftest refuses to run the compiled tests unless it is active.
         assert livekit_events.IMPLEMENTATION == "compiled"
 
 
 def test_fixture_tests_the_named_core(impl: Any, EventEmitter: Any) -> None:
-    expected = {"compiled": "livekit_events._core_c", "pure": "livekit_events._core_py"}[impl.name]
-    assert impl.core.__name__ == expected
+    assert impl.core.__name__ == CORE_MODULES[impl.name]
     assert impl.core.EmitterCore in EventEmitter.__mro__
     assert issubclass(EventEmitter, livekit_events.EventEmitter.__mro__[1])  # same public API
     if impl.name == "compiled":

@@ -421,9 +421,8 @@ WEAK_FLAGS = [(None, False), (0, False), ("", False), ([], False), (False, False
 @pytest.mark.parametrize("flag, weak", WEAK_FLAGS, ids=_ids)
 @pytest.mark.parametrize("how", list(_registrations(None)), ids=str)
 def test_weak_is_taken_for_its_truth_value(
-    EventEmitter: Any, how: str, flag: Any, weak: bool
+    emitter: Any, how: str, flag: Any, weak: bool
 ) -> None:
-    emitter = EventEmitter[str]()
     subscriber = Subscriber()
     method, _, form = how.partition(" ")
     if form == "decorator":

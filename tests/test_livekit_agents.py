@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from support import import_core
 
 agents = pytest.importorskip(
     "livekit.agents",
@@ -51,10 +52,6 @@ pytestmark = pytest.mark.thread_unsafe
 LkEmitter = rtc.EventEmitter
 ORIGINAL_EMIT = LkEmitter.__dict__["emit"]
 CORES = [pytest.param("compiled", marks=pytest.mark.c_extension), "pure"]
-
-
-def _core(name: str) -> types.ModuleType:
-    return importlib.import_module(f"livekit_events._core_{'c' if name == 'compiled' else 'py'}")
 
 
 @pytest.fixture(autouse=True)
@@ -180,7 +177,7 @@ def test_agent_session_on_once_decorators_and_emit_run_through_the_core(
     """AgentSession's emit override records the event and calls super().emit():
     after install() that is the core's (zero frames of livekit's emit), with
     the same handler results as stock livekit."""
-    module = _core(core)
+    module = import_core(core)
     _livekit._install(module)
     session = AgentSession(loop=loop)
     before = module.livekit_snapshot_count()
@@ -208,7 +205,7 @@ def test_agent_session_created_before_install_is_covered(
 ) -> None:
     session = AgentSession(loop=loop)
     session.on("close", lambda: None)
-    _livekit._install(_core(core))
+    _livekit._install(import_core(core))
     got, frames = run_scenario(session)
     assert got == EXPECTED
     assert frames["livekit_emit"] == 0

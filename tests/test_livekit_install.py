@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Iterator, List
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import import_core
 
 rtc = pytest.importorskip(
     "livekit.rtc",
@@ -63,10 +64,6 @@ LkEmitter = rtc.EventEmitter
 ORIGINAL = {name: LkEmitter.__dict__[name] for name in ("__init__", "emit", "on", "once", "off")}
 
 
-def _core(name: str) -> types.ModuleType:
-    return importlib.import_module(f"livekit_events._core_{'c' if name == 'compiled' else 'py'}")
-
-
 @pytest.fixture(autouse=True)
 def _restore_livekit() -> Iterator[None]:
     """Every test starts and ends with livekit's own methods in place."""
@@ -83,7 +80,7 @@ def _restore_livekit() -> Iterator[None]:
 def mode(request: pytest.FixtureRequest) -> str:
     """livekit's class as shipped, or after install() over one of our cores."""
     if request.param != "livekit":
-        _livekit._install(_core(request.param))
+        _livekit._install(import_core(request.param))
     return request.param
 
 
@@ -135,7 +132,7 @@ def failures(caplog: pytest.LogCaptureFixture) -> List[logging.LogRecord]:
 
 def test_install_replaces_emit_and_once_and_uninstall_restores_them() -> None:
     livekit_events.install()
-    core = _core(livekit_events.IMPLEMENTATION)
+    core = import_core(livekit_events.IMPLEMENTATION)
     assert LkEmitter.__dict__["emit"] is core.livekit_emit
     assert rtc.Room.emit is core.livekit_emit  # inherited by Room
     assert LkEmitter.__dict__["once"] is not ORIGINAL["once"]
@@ -264,7 +261,7 @@ def test_subclasses_overriding_emit_on_once_off_are_not_refused_and_are_reported
         pass
 
     report = livekit_events.install()
-    assert LkEmitter.__dict__["emit"] is _core(livekit_events.IMPLEMENTATION).livekit_emit
+    assert LkEmitter.__dict__["emit"] is import_core(livekit_events.IMPLEMENTATION).livekit_emit
     entries = {cls: report.get(cls) for cls in (LkEmitter, rtc.Room, Recording, Own, Kept, Deeper)}
     assert {cls: (e.emit, e.through_core) for cls, e in entries.items() if e} == {
         LkEmitter: ("core", True),
@@ -371,7 +368,7 @@ def test_without_livekit_install_raises_import_error(monkeypatch: pytest.MonkeyP
 def test_switching_cores_reinstalls_cleanly() -> None:
     _livekit._install(_core_py)
     assert LkEmitter.__dict__["emit"] is _core_py.livekit_emit
-    _livekit._install(_core("compiled") if livekit_events.IMPLEMENTATION == "compiled" else _core_py)
+    _livekit._install(import_core("compiled") if livekit_events.IMPLEMENTATION == "compiled" else _core_py)
     livekit_events.uninstall()
     assert LkEmitter.__dict__["emit"] is ORIGINAL["emit"]
 
@@ -425,7 +422,7 @@ def test_room_created_and_wired_before_install_goes_through_the_core(
     handler = got.append
     room.on("participant_connected", handler)  # before install
     feed(room, participant_connected("bob"))
-    module = _core(core)
+    module = import_core(core)
     before = module.livekit_snapshot_count()
     _livekit._install(module)
     assert type(room).emit is module.livekit_emit
@@ -689,7 +686,7 @@ def test_once_wrapper_with_wrapped_decides_the_arity(mode: str, monkeypatch: pyt
 
     monkeypatch.setattr(LkEmitter, "once", once)
     if mode != "livekit":
-        _livekit._install(_core(mode))
+        _livekit._install(import_core(mode))
         assert LkEmitter.__dict__["once"] is not once
     emitter = LkEmitter()
     got: List[Any] = []
@@ -838,7 +835,7 @@ def test_subclass_overrides(mode: str) -> None:
 
 
 def test_unreadable_signature(mode: str, emitter: Any, livekit_log: pytest.LogCaptureFixture) -> None:
-    """FIX: livekit logs an error on every emit and never calls a callable
+    """Differs from livekit, which logs an error on every emit and never calls a callable
     whose signature can't be read; installed, it gets every argument."""
     got: List[Any] = []
 
@@ -863,7 +860,7 @@ def test_unreadable_signature(mode: str, emitter: Any, livekit_log: pytest.LogCa
 
 
 def test_nested_emit_once(mode: str, emitter: Any) -> None:
-    """FIX: livekit's once fires twice when a handler before it emits the
+    """Differs from livekit, whose once fires twice when a handler before it emits the
     same event again; installed, once means once."""
     got: List[str] = []
     depth = [0]
@@ -921,7 +918,7 @@ def test_once_under_threads_fires_once(emitter: Any) -> None:
 def test_threads_registering_and_emitting(core: str) -> None:
     """Threads that on/off/emit on one installed emitter: no errors, every
     call of a handler gets its trimmed arguments, storage stays livekit's."""
-    _livekit._install(_core(core))
+    _livekit._install(import_core(core))
     emitter = LkEmitter()
     errors: List[BaseException] = []
     bad_calls: List[Any] = []
@@ -1010,7 +1007,7 @@ def test_nested_changes_during_emit(mode: str, emitter: Any) -> None:
 
 @pytest.mark.parametrize("core", [pytest.param("compiled", marks=pytest.mark.c_extension), "pure"])
 def test_snapshots_keep_nothing_alive(core: str, loop: asyncio.AbstractEventLoop) -> None:
-    module = _core(core)
+    module = import_core(core)
     _livekit._install(module)
     gc.collect()
     start = module.livekit_snapshot_count()
@@ -1054,7 +1051,7 @@ def test_snapshots_keep_nothing_alive(core: str, loop: asyncio.AbstractEventLoop
 
 @pytest.mark.parametrize("core", [pytest.param("compiled", marks=pytest.mark.c_extension), "pure"])
 def test_no_reference_leaks(core: str, livekit_log: pytest.LogCaptureFixture) -> None:
-    _livekit._install(_core(core))
+    _livekit._install(import_core(core))
     livekit_log.set_level(logging.CRITICAL + 1, logger="livekit")
     emitter = LkEmitter()
     payload = object()
@@ -1087,7 +1084,7 @@ def test_uninstall_forgets_snapshots() -> None:
     emitter = LkEmitter()
     emitter.on("e", lambda: None)
     emitter.emit("e")
-    core = _core(livekit_events.IMPLEMENTATION)
+    core = import_core(livekit_events.IMPLEMENTATION)
     assert core.livekit_snapshot_count() >= 1
     livekit_events.uninstall()
     assert core.livekit_snapshot_count() == 0
@@ -1227,7 +1224,7 @@ def test_differential_against_livekit(core: str, behaviour: dict, program: list,
     livekit's methods and with the installed ones.  A listed fix is the only
     way they may differ: nested emits and once registrations are not mixed
     (livekit's once can fire twice there); every handler has a signature."""
-    _livekit._install(_core(core))
+    _livekit._install(import_core(core))
     try:
         worlds = [World(False, behaviour, nested), World(True, behaviour, nested)]
         logger = logging.getLogger("livekit")

@@ -1,4 +1,4 @@
-"""NEW: the listener-leak warning and slow-handler detection (issue 13).
+"""The listener-leak warning and slow-handler detection.
 
 Both are paid only where they can be: the leak check at registration, the
 timing only while detection is on.  Every test runs on both cores.
@@ -66,8 +66,7 @@ def test_class_attribute_and_per_instance_limit(EventEmitter: Any) -> None:
     assert [str(w.message).split(" has ")[1].split(" handlers")[0] for w in caught] == ["6", "4"]
 
 
-def test_warns_again_after_the_event_had_no_handlers(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_warns_again_after_the_event_had_no_handlers(emitter: Any) -> None:
     emitter.set_max_listeners(2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -78,8 +77,7 @@ def test_warns_again_after_the_event_had_no_handlers(EventEmitter: Any) -> None:
     assert len(caught) == 3
 
 
-def test_once_registrations_count_too(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_once_registrations_count_too(emitter: Any) -> None:
     emitter.set_max_listeners(2)
     with pytest.warns(ListenerLeakWarning):
         for _ in range(3):
@@ -92,8 +90,7 @@ def test_invalid_limits_are_rejected(EventEmitter: Any, bad: Any) -> None:
         EventEmitter[str]().set_max_listeners(bad)
 
 
-def test_the_warning_can_be_an_error_without_losing_the_registration(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_the_warning_can_be_an_error_without_losing_the_registration(emitter: Any) -> None:
     emitter.set_max_listeners(1)
     emitter.on("e", print)
     with pytest.raises(ListenerLeakWarning):  # pytest turns warnings into errors here
@@ -103,10 +100,9 @@ def test_the_warning_can_be_an_error_without_losing_the_registration(EventEmitte
 
 
 @pytest.mark.thread_unsafe  # warnings.showwarning is process-wide
-def test_code_run_by_the_warning_may_change_the_same_event(EventEmitter: Any) -> None:
+def test_code_run_by_the_warning_may_change_the_same_event(emitter: Any) -> None:
     # The warning is Python code run by on(): it comes after on()'s change, so
     # what it does to the same event is neither lost nor undone.
-    emitter = EventEmitter[str]()
     emitter.set_max_listeners(2)
     first, second, third, added = (lambda: 1), (lambda: 2), (lambda: 3), (lambda: 4)
     emitter.on("e", first)
@@ -149,9 +145,8 @@ def sleepy(value: Any) -> None:
 
 @pytest.mark.thread_unsafe
 def test_slow_handler_is_logged_with_its_name_place_event_and_duration(
-    EventEmitter: Any, slow_detection: None, caplog: pytest.LogCaptureFixture
+    emitter: Any, slow_detection: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    emitter = EventEmitter[str]()
     got: List[Any] = []
     emitter.on("track_subscribed", got.append)
     emitter.on("track_subscribed", sleepy)
@@ -167,9 +162,8 @@ def test_slow_handler_is_logged_with_its_name_place_event_and_duration(
 
 @pytest.mark.thread_unsafe
 def test_slow_reports_are_rate_limited_per_handler(
-    EventEmitter: Any, slow_detection: None, caplog: pytest.LogCaptureFixture
+    emitter: Any, slow_detection: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    emitter = EventEmitter[str]()
 
     def also_sleepy(value: Any) -> None:
         time.sleep(0.05)
@@ -185,9 +179,8 @@ def test_slow_reports_are_rate_limited_per_handler(
 
 @pytest.mark.thread_unsafe
 def test_fast_handlers_and_detection_off_log_nothing(
-    EventEmitter: Any, caplog: pytest.LogCaptureFixture
+    emitter: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    emitter = EventEmitter[str]()
     emitter.on("e", sleepy)
     with caplog.at_level(logging.WARNING, logger="livekit.events"):
         emitter.emit("e", 1)  # off: not timed
@@ -201,9 +194,8 @@ def test_fast_handlers_and_detection_off_log_nothing(
 
 @pytest.mark.thread_unsafe
 def test_slow_failing_and_once_handlers_are_still_isolated_and_removed(
-    EventEmitter: Any, slow_detection: None, caplog: pytest.LogCaptureFixture
+    emitter: Any, slow_detection: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    emitter = EventEmitter[str]()
 
     def slow_and_failing(value: Any) -> None:
         time.sleep(0.05)
@@ -293,12 +285,11 @@ class _ReenteringLogHandler(logging.Handler):
 @pytest.mark.thread_unsafe  # the threshold and the logger are process-wide
 @pytest.mark.parametrize("record", ["failure", "slow report"])
 def test_a_log_handler_may_change_the_emitter_during_its_emit(
-    EventEmitter: Any, slow_detection: None, record: str
+    emitter: Any, slow_detection: None, record: str
 ) -> None:
     # A failure's log record and a slow report are Python code run in the
     # middle of emit; what they do follows the usual rules (a handler removed
     # before its turn isn't called, one added during the emit waits).
-    emitter = EventEmitter[str]()
     calls: List[str] = []
 
     def first(value: Any) -> None:

@@ -11,16 +11,15 @@ taking the whole run down.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from typing import Any, Dict
 
 import pytest
+from support import last_json, run_script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCENARIOS = os.path.join(HERE, "reentrancy_scenarios.py")
 
 # Longer runs for a release check: LIVEKIT_EVENTS_REENTRANCY_SCALE=10 runs
 # every scenario with ten times its rounds (eq_and_hash's work grows with the
@@ -32,24 +31,19 @@ pytestmark = pytest.mark.thread_unsafe  # subprocesses and GC thresholds
 
 def run_scenario(impl: Any, scenario: str, rounds: int, timeout: float = 120) -> Dict[str, Any]:
     timeout *= max(1.0, SCALE)
-    core = impl.core.__name__.rsplit(".", 1)[1]
     try:
-        result = subprocess.run(
-            [sys.executable, SCENARIOS, core, scenario, str(max(1, int(rounds * SCALE)))],
-            capture_output=True,
-            text=True,
+        result, lines = run_script(
+            "reentrancy_scenarios.py", impl.name, scenario, str(max(1, int(rounds * SCALE))),
             timeout=timeout,
-            cwd=HERE,
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"{scenario} on {impl.name}: no result after {timeout} s (hang)")
-    lines = result.stdout.strip().splitlines()
     assert result.returncode in (0, 1) and lines, (
         f"{scenario} on {impl.name} died with exit code {result.returncode}"
         f"{' (signal %d)' % -result.returncode if result.returncode < 0 else ''}:\n"
         f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     )
-    outcome: Dict[str, Any] = json.loads(lines[-1])
+    outcome: Dict[str, Any] = last_json(lines)
     assert outcome["problems"] == [], f"{scenario} on {impl.name}: {outcome}"
     assert result.returncode == 0
     return outcome
@@ -93,8 +87,9 @@ def test_application_lock_taken_in_a_finalizer_cannot_deadlock_with_on(impl: Any
 # -- wrong self, out-of-range values: an exception, never a crash ----------------------
 
 _WRONG_SELF = r"""
-import importlib, inspect, sys
-core = importlib.import_module("livekit_events." + sys.argv[1])
+import inspect, sys
+from support import import_core
+core = import_core(sys.argv[1])
 cls = core.EmitterCore
 bad_selves = [object(), 1, "s", None, core.OnceWrapper.__new__(core.OnceWrapper)]
 arguments = [(), ("x",), ("x", print), ("x", print, 1)]
@@ -127,9 +122,8 @@ print(report)
 def test_methods_called_with_a_self_of_the_wrong_type_raise_type_error(impl: Any) -> None:
     if impl.name != "compiled":
         pytest.skip("the pure twin's methods are plain functions: Python can't crash there")
-    core = impl.core.__name__.rsplit(".", 1)[1]
     result = subprocess.run(
-        [sys.executable, "-c", _WRONG_SELF, core],
+        [sys.executable, "-c", _WRONG_SELF, impl.name],
         capture_output=True,
         text=True,
         timeout=60,
@@ -145,7 +139,8 @@ def test_methods_called_with_a_self_of_the_wrong_type_raise_type_error(impl: Any
 
 _TAMPERED = r"""
 import gc, sys
-import livekit_events._core_c as core
+from support import import_core
+core = import_core("compiled")
 from livekit_events._emitter import emitter_class_for
 
 outcomes = {}

@@ -35,40 +35,34 @@ def _assert_nothing_registered(emitter: Any, event: Any) -> None:
 # -- on / once return the callback; decorator forms ------------------------------
 
 
-@pytest.mark.parametrize("method", ["on", "once"])
-def test_registration_returns_callback_itself(EventEmitter: Any, method: str) -> None:
-    emitter = EventEmitter[str]()
+def test_registration_returns_callback_itself(emitter: Any, register: str) -> None:
     got: List[Any] = []
     callback = got.append
-    assert getattr(emitter, method)("a", callback) is callback
+    assert getattr(emitter, register)("a", callback) is callback
     emitter.emit("a", 1)
     assert got == [1]
 
 
-@pytest.mark.parametrize("method", ["on", "once"])
-def test_decorator_form_registers_and_returns_function_unchanged(EventEmitter: Any, method: str) -> None:
-    emitter = EventEmitter[str]()
+def test_decorator_form_registers_and_returns_function_unchanged(emitter: Any, register: str) -> None:
     got: List[Any] = []
 
     def handler(value: Any) -> None:
         got.append(value)
 
-    decorator = getattr(emitter, method)("a")
+    decorator = getattr(emitter, register)("a")
     assert callable(decorator)
     assert emitter.listener_count("a") == 0  # nothing registered until applied
     assert decorator(handler) is handler
     assert emitter.listeners("a") == [handler]
     emitter.emit("a", 1)
     emitter.emit("a", 2)
-    assert got == ([1, 2] if method == "on" else [1])
+    assert got == ([1, 2] if register == "on" else [1])
 
 
-@pytest.mark.parametrize("method", ["on", "once"])
-def test_decorator_syntax(EventEmitter: Any, method: str) -> None:
-    emitter = EventEmitter[str]()
+def test_decorator_syntax(emitter: Any, register: str) -> None:
     got: List[Any] = []
 
-    @getattr(emitter, method)("a")
+    @getattr(emitter, register)("a")
     def handler(value: Any) -> None:
         got.append(value)
 
@@ -80,8 +74,7 @@ def test_decorator_syntax(EventEmitter: Any, method: str) -> None:
 # -- call order --------------------------------------------------------------------
 
 
-def test_handlers_called_in_registration_order(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_handlers_called_in_registration_order(emitter: Any) -> None:
     order: List[str] = []
 
     def make(name: str) -> Callable[[], None]:
@@ -107,8 +100,7 @@ def test_handlers_called_in_registration_order(EventEmitter: Any) -> None:
 # -- dedupe of on --------------------------------------------------------------------
 
 
-def test_on_same_callable_twice_changes_nothing_keeps_first_position(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_on_same_callable_twice_changes_nothing_keeps_first_position(emitter: Any) -> None:
     order: List[str] = []
 
     def first() -> None:
@@ -125,8 +117,7 @@ def test_on_same_callable_twice_changes_nothing_keeps_first_position(EventEmitte
     assert order == ["first", "second"]
 
 
-def test_on_two_bound_methods_of_same_object_and_function_are_one_registration(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_on_two_bound_methods_of_same_object_and_function_are_one_registration(emitter: Any) -> None:
     class Owner:
         def __init__(self) -> None:
             self.calls = 0
@@ -145,8 +136,7 @@ def test_on_two_bound_methods_of_same_object_and_function_are_one_registration(E
     assert (owner.calls, other.calls) == (1, 1)
 
 
-def test_on_dedupe_uses_dict_key_equality(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_on_dedupe_uses_dict_key_equality(emitter: Any) -> None:
     class Key:
         def __init__(self, name: str, hash_: int) -> None:
             self.name, self.hash_ = name, hash_
@@ -171,8 +161,7 @@ def test_on_dedupe_uses_dict_key_equality(EventEmitter: Any) -> None:
     assert (a.calls, a_equal.calls, a_other_hash.calls) == (1, 0, 1)
 
 
-def test_on_dedupe_is_per_event(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_on_dedupe_is_per_event(emitter: Any) -> None:
     got: List[Any] = []
     emitter.on("a", got.append)
     emitter.on("b", got.append)
@@ -181,8 +170,7 @@ def test_on_dedupe_is_per_event(EventEmitter: Any) -> None:
     assert got == [1, 2]
 
 
-def test_on_after_off_registers_again_at_the_end(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_on_after_off_registers_again_at_the_end(emitter: Any) -> None:
     order: List[str] = []
 
     def first() -> None:
@@ -202,8 +190,7 @@ def test_on_after_off_registers_again_at_the_end(EventEmitter: Any) -> None:
 # -- each once call adds one registration ------------------------------------------
 
 
-def test_each_once_call_adds_one_registration(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_each_once_call_adds_one_registration(emitter: Any) -> None:
     got: List[Any] = []
     emitter.once("e", got.append)
     emitter.once("e", got.append)
@@ -215,8 +202,7 @@ def test_each_once_call_adds_one_registration(EventEmitter: Any) -> None:
     assert emitter.listener_count("e") == 0
 
 
-def test_once_adds_a_registration_even_when_already_registered_with_on(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_once_adds_a_registration_even_when_already_registered_with_on(emitter: Any) -> None:
     got: List[Any] = []
     emitter.on("e", got.append)
     emitter.once("e", got.append)
@@ -226,8 +212,7 @@ def test_once_adds_a_registration_even_when_already_registered_with_on(EventEmit
     assert got == [1, 1, 2]
 
 
-def test_on_after_once_of_same_callable_adds_the_on_registration(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_on_after_once_of_same_callable_adds_the_on_registration(emitter: Any) -> None:
     # Interpretation: dedupe compares with the ``on`` registrations only; a
     # pending once registration is not "registered with on".
     got: List[Any] = []
@@ -336,17 +321,15 @@ def _async_callbacks() -> Dict[str, Callable[[], Any]]:
     return cases
 
 
-@pytest.mark.parametrize("method", ["on", "once"])
 @pytest.mark.parametrize("case", sorted(_async_callbacks()))
-def test_async_callback_rejected_with_livekit_value_error(EventEmitter: Any, method: str, case: str) -> None:
-    emitter = EventEmitter[str]()
+def test_async_callback_rejected_with_livekit_value_error(emitter: Any, register: str, case: str) -> None:
     callback = _async_callbacks()[case]()
     emitter.on("e", print)  # existing registrations are left alone
     with pytest.raises(ValueError) as info:
-        getattr(emitter, method)("e", callback)
+        getattr(emitter, register)("e", callback)
     assert str(info.value).startswith(LIVEKIT_ASYNC_MESSAGE)
     with pytest.raises(ValueError):
-        getattr(emitter, method)("other")(callback)  # decorator form
+        getattr(emitter, register)("other")(callback)  # decorator form
     _assert_nothing_registered(emitter, "other")
     assert emitter.listeners("e") == [print]
 
@@ -354,25 +337,21 @@ def test_async_callback_rejected_with_livekit_value_error(EventEmitter: Any, met
 @pytest.mark.skipif(
     not hasattr(inspect, "markcoroutinefunction"), reason="inspect.markcoroutinefunction is 3.12+"
 )
-@pytest.mark.parametrize("method", ["on", "once"])
-def test_markcoroutinefunction_rejected(EventEmitter: Any, method: str) -> None:
-    emitter = EventEmitter[str]()
+def test_markcoroutinefunction_rejected(emitter: Any, register: str) -> None:
     def looks_sync(value: Any) -> Any:
         return _coroutine_function(value)
 
     marked = inspect.markcoroutinefunction(looks_sync)  # type: ignore[attr-defined]
     for callback in (marked, functools.partial(marked, 1)):
         with pytest.raises(ValueError) as info:
-            getattr(emitter, method)("e", callback)
+            getattr(emitter, register)("e", callback)
         assert str(info.value).startswith(LIVEKIT_ASYNC_MESSAGE)
         with pytest.raises(ValueError):
-            getattr(emitter, method)("e")(callback)
+            getattr(emitter, register)("e")(callback)
     _assert_nothing_registered(emitter, "e")
 
 
-@pytest.mark.parametrize("method", ["on", "once"])
-def test_legacy_asyncio_coroutine_marker_rejected(EventEmitter: Any, method: str) -> None:
-    emitter = EventEmitter[str]()
+def test_legacy_asyncio_coroutine_marker_rejected(emitter: Any, register: str) -> None:
     marker = getattr(asyncio.coroutines, "_is_coroutine", None)
     if marker is None:
         pytest.skip("asyncio.coroutines._is_coroutine is gone on this Python")
@@ -382,13 +361,12 @@ def test_legacy_asyncio_coroutine_marker_rejected(EventEmitter: Any, method: str
 
     legacy._is_coroutine = marker  # type: ignore[attr-defined]
     with pytest.raises(ValueError) as info:
-        getattr(emitter, method)("e", legacy)
+        getattr(emitter, register)("e", legacy)
     assert str(info.value).startswith(LIVEKIT_ASYNC_MESSAGE)
     _assert_nothing_registered(emitter, "e")
 
 
-def test_message_matches_livekit(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_message_matches_livekit(EventEmitter: Any, emitter: Any) -> None:
     rtc = pytest.importorskip("livekit.rtc")
     with pytest.raises(ValueError) as livekit_error:
         rtc.EventEmitter().on("e", _coroutine_function)
@@ -400,8 +378,7 @@ def test_message_matches_livekit(EventEmitter: Any) -> None:
     assert "livekit_events.aio.TaskHandlers" in str(ours.value)
 
 
-def test_async_check_does_not_warn(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_async_check_does_not_warn(emitter: Any) -> None:
     # SPEC: inspect.iscoroutinefunction, not asyncio's (deprecated in 3.14).
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -413,46 +390,38 @@ def test_async_check_does_not_warn(EventEmitter: Any) -> None:
             emitter.once("e", _AsyncCallable())
 
 
-@pytest.mark.parametrize("method", ["on", "once"])
-def test_sync_callable_whose_result_is_awaitable_is_accepted(EventEmitter: Any, method: str) -> None:
-    emitter = EventEmitter[str]()
+def test_sync_callable_whose_result_is_awaitable_is_accepted(emitter: Any, register: str) -> None:
     # Only the callable's own kind decides; a sync function is sync.
     def sync_returning_none(value: Any) -> None:
         pass
 
-    getattr(emitter, method)("e", sync_returning_none)
+    getattr(emitter, register)("e", sync_returning_none)
     assert emitter.listeners("e") == [sync_returning_none]
 
 
 # -- rejected with TypeError ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["on", "once"])
 @pytest.mark.parametrize("callback", [42, "handler", object(), [print]], ids=repr)
-def test_non_callable_callback_rejected_with_type_error(EventEmitter: Any, method: str, callback: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_non_callable_callback_rejected_with_type_error(emitter: Any, register: str, callback: Any) -> None:
     with pytest.raises(TypeError):
-        getattr(emitter, method)("e", callback)
+        getattr(emitter, register)("e", callback)
     with pytest.raises(TypeError):
-        getattr(emitter, method)("e")(callback)
+        getattr(emitter, register)("e")(callback)
     _assert_nothing_registered(emitter, "e")
 
 
-@pytest.mark.parametrize("method", ["on", "once"])
 @pytest.mark.parametrize("event", [[], {}, {1}, ["a"]], ids=repr)
-def test_unhashable_event_rejected_with_type_error(EventEmitter: Any, method: str, event: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_unhashable_event_rejected_with_type_error(emitter: Any, register: str, event: Any) -> None:
     with pytest.raises(TypeError):
-        getattr(emitter, method)(event, print)
+        getattr(emitter, register)(event, print)
     with pytest.raises(TypeError):
-        getattr(emitter, method)(event)(print)
+        getattr(emitter, register)(event)(print)
     assert emitter.event_names() == []
     assert emitter._events == {} or not any(emitter._events.values())
 
 
-@pytest.mark.parametrize("method", ["on", "once"])
-def test_required_keyword_only_parameter_rejected_with_type_error(EventEmitter: Any, method: str) -> None:
-    emitter = EventEmitter[str]()
+def test_required_keyword_only_parameter_rejected_with_type_error(emitter: Any, register: str) -> None:
     def needs_keyword(value: Any, *, flag: bool) -> None:
         pass
 
@@ -466,15 +435,13 @@ def test_required_keyword_only_parameter_rejected_with_type_error(EventEmitter: 
 
     for callback in (needs_keyword, NeedsKeyword, CallNeedsKeyword(), functools.partial(needs_keyword, 1)):
         with pytest.raises(TypeError):
-            getattr(emitter, method)("e", callback)
+            getattr(emitter, register)("e", callback)
         with pytest.raises(TypeError):
-            getattr(emitter, method)("e")(callback)
+            getattr(emitter, register)("e")(callback)
     _assert_nothing_registered(emitter, "e")
 
 
-@pytest.mark.parametrize("method", ["on", "once"])
-def test_keyword_only_parameter_with_default_or_bound_is_accepted(EventEmitter: Any, method: str) -> None:
-    emitter = EventEmitter[str]()
+def test_keyword_only_parameter_with_default_or_bound_is_accepted(emitter: Any, register: str) -> None:
     got: List[Any] = []
 
     def optional_keyword(value: Any, *, flag: bool = True) -> None:
@@ -483,15 +450,13 @@ def test_keyword_only_parameter_with_default_or_bound_is_accepted(EventEmitter: 
     def needs_keyword(value: Any, *, flag: bool) -> None:
         got.append((value, flag))
 
-    getattr(emitter, method)("e", optional_keyword)
-    getattr(emitter, method)("e", functools.partial(needs_keyword, flag=False))
+    getattr(emitter, register)("e", optional_keyword)
+    getattr(emitter, register)("e", functools.partial(needs_keyword, flag=False))
     emitter.emit("e", 1)
     assert got == [(1, True), (1, False)]
 
 
-@pytest.mark.parametrize("method", ["on", "once"])
-def test_unhashable_callback_rejected_with_type_error(EventEmitter: Any, method: str) -> None:
-    emitter = EventEmitter[str]()
+def test_unhashable_callback_rejected_with_type_error(emitter: Any, register: str) -> None:
     class Unhashable:
         __hash__ = None  # type: ignore[assignment]
 
@@ -499,12 +464,11 @@ def test_unhashable_callback_rejected_with_type_error(EventEmitter: Any, method:
             pass
 
     with pytest.raises(TypeError):
-        getattr(emitter, method)("e", Unhashable())
+        getattr(emitter, register)("e", Unhashable())
     _assert_nothing_registered(emitter, "e")
 
 
-def test_rejections_leave_existing_registrations_intact(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_rejections_leave_existing_registrations_intact(emitter: Any) -> None:
     got: List[Any] = []
     emitter.on("e", got.append)
     emitter.once("e", got.append)
@@ -518,8 +482,7 @@ def test_rejections_leave_existing_registrations_intact(EventEmitter: Any) -> No
     assert got == [1, 1]
 
 
-def test_registration_accepts_every_sync_callable_kind(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_registration_accepts_every_sync_callable_kind(emitter: Any) -> None:
     class Handler:
         def __call__(self) -> None:
             pass

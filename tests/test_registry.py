@@ -108,8 +108,8 @@ def test_many_handlers_on_one_event_match_the_model(EventEmitter: Any, seed: int
 def test_dedupe_holds_after_a_large_event_shrinks_during_an_emit(EventEmitter: Any) -> None:
     # A registry that indexes large events must keep indexing new
     # registrations after the event shrank below the index threshold while
-    # an emit deferred compaction (issue 10: a registration missed by the
-    # index was registered twice).
+    # an emit deferred compaction (a registration missed by the index would
+    # be registered twice).
     calls: List[Any] = []
     pool = make_pool(40, calls)
     emitter = EventEmitter()

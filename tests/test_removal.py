@@ -6,24 +6,16 @@ against the compiled core and the pure-Python twin.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List
+from typing import Any, List
 
 import pytest
-
-
-def _named(calls: List[Any], name: str) -> Callable[..., None]:
-    def handler(*args: Any) -> None:
-        calls.append(name)
-
-    handler.__name__ = handler.__qualname__ = name
-    return handler
+from support import named
 
 
 # -- off removes every registration of the callback ---------------------------------
 
 
-def test_off_removes_the_on_registration(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_removes_the_on_registration(emitter: Any) -> None:
     got: List[Any] = []
     emitter.on("e", got.append)
     emitter.emit("e", 1)
@@ -34,12 +26,11 @@ def test_off_removes_the_on_registration(EventEmitter: Any) -> None:
     assert emitter.event_names() == []
 
 
-def test_off_removes_pending_once_registration_by_original_callable(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
-    # FIX: livekit's direct `once` form registers a wrapper that `off` with
+def test_off_removes_pending_once_registration_by_original_callable(emitter: Any) -> None:
+    # Differs from livekit, whose direct `once` form registers a wrapper that `off` with
     # the original callable cannot find.
     calls: List[str] = []
-    handler = _named(calls, "handler")
+    handler = named(calls, "handler")
     assert emitter.once("e", handler) is handler
     emitter.off("e", handler)
     emitter.emit("e")
@@ -47,8 +38,7 @@ def test_off_removes_pending_once_registration_by_original_callable(EventEmitter
     assert emitter.listener_count("e") == 0
 
 
-def test_off_removes_pending_once_registration_made_by_decorator(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_removes_pending_once_registration_made_by_decorator(emitter: Any) -> None:
     calls: List[str] = []
 
     @emitter.once("e")
@@ -60,11 +50,10 @@ def test_off_removes_pending_once_registration_made_by_decorator(EventEmitter: A
     assert calls == []
 
 
-def test_off_removes_on_and_every_pending_once_registration(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_removes_on_and_every_pending_once_registration(emitter: Any) -> None:
     calls: List[str] = []
-    handler = _named(calls, "handler")
-    other = _named(calls, "other")
+    handler = named(calls, "handler")
+    other = named(calls, "other")
     emitter.once("e", handler)
     emitter.on("e", other)
     emitter.on("e", handler)
@@ -78,8 +67,7 @@ def test_off_removes_on_and_every_pending_once_registration(EventEmitter: Any) -
     assert calls == ["other", "other", "other"]
 
 
-def test_off_by_equal_bound_method(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_by_equal_bound_method(emitter: Any) -> None:
     class Owner:
         calls = 0
 
@@ -95,8 +83,7 @@ def test_off_by_equal_bound_method(EventEmitter: Any) -> None:
     assert emitter.listener_count("e") == 0
 
 
-def test_off_by_equal_callable_uses_dict_key_equality(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_by_equal_callable_uses_dict_key_equality(emitter: Any) -> None:
     class Key:
         def __init__(self, name: str) -> None:
             self.name = name
@@ -118,8 +105,7 @@ def test_off_by_equal_callable_uses_dict_key_equality(EventEmitter: Any) -> None
     assert emitter.listeners("e") == []
 
 
-def test_off_only_affects_the_given_event(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_only_affects_the_given_event(emitter: Any) -> None:
     got: List[Any] = []
     emitter.on("a", got.append)
     emitter.once("b", got.append)
@@ -131,10 +117,9 @@ def test_off_only_affects_the_given_event(EventEmitter: Any) -> None:
     assert got == ["b", "c"]
 
 
-def test_off_keeps_the_order_of_the_others(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_keeps_the_order_of_the_others(emitter: Any) -> None:
     calls: List[str] = []
-    handlers = [_named(calls, name) for name in "abcde"]
+    handlers = [named(calls, name) for name in "abcde"]
     for i, handler in enumerate(handlers):
         (emitter.once if i % 2 else emitter.on)("e", handler)
     emitter.off("e", handlers[2])
@@ -143,10 +128,9 @@ def test_off_keeps_the_order_of_the_others(EventEmitter: Any) -> None:
     assert calls == ["a", "b", "d", "e"]
 
 
-def test_off_then_emit_after_once_already_fired(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_then_emit_after_once_already_fired(emitter: Any) -> None:
     calls: List[str] = []
-    handler = _named(calls, "handler")
+    handler = named(calls, "handler")
     emitter.once("e", handler)
     emitter.emit("e")
     emitter.off("e", handler)  # already gone: silent
@@ -157,14 +141,12 @@ def test_off_then_emit_after_once_already_fired(EventEmitter: Any) -> None:
 # -- unknown event or callback: silently nothing --------------------------------------------
 
 
-def test_off_unknown_event_is_silent(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_unknown_event_is_silent(emitter: Any) -> None:
     assert emitter.off("never-registered", print) is None
     assert emitter.event_names() == []
 
 
-def test_off_unknown_callback_is_silent(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_unknown_callback_is_silent(emitter: Any) -> None:
     got: List[Any] = []
     emitter.on("e", got.append)
     assert emitter.off("e", print) is None
@@ -173,22 +155,19 @@ def test_off_unknown_callback_is_silent(EventEmitter: Any) -> None:
     assert got == [1]
 
 
-def test_off_twice_is_silent(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_twice_is_silent(emitter: Any) -> None:
     emitter.on("e", print)
     emitter.off("e", print)
     emitter.off("e", print)
     assert emitter.listener_count("e") == 0
 
 
-def test_off_non_callable_or_unhashable_callback_for_unknown_event_is_silent(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_non_callable_or_unhashable_callback_for_unknown_event_is_silent(emitter: Any) -> None:
     emitter.off("unknown", 42)
     emitter.off("unknown", [])  # livekit: `event in self._events` is False, nothing else runs
 
 
-def test_off_unhashable_event_or_callback_raises_type_error_as_livekit(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_unhashable_event_or_callback_raises_type_error_as_livekit(emitter: Any) -> None:
     # Interpretation: livekit's dict lookups raise TypeError for these, and so do we.
     emitter.on("e", print)
     with pytest.raises(TypeError):
@@ -198,8 +177,7 @@ def test_off_unhashable_event_or_callback_raises_type_error_as_livekit(EventEmit
     assert emitter.listeners("e") == [print]
 
 
-def test_off_then_on_again(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_then_on_again(emitter: Any) -> None:
     got: List[Any] = []
     for i in range(3):
         emitter.on("e", got.append)
@@ -211,12 +189,11 @@ def test_off_then_on_again(EventEmitter: Any) -> None:
 
 
 @pytest.mark.parametrize("count", [3, 64, 65, 200])
-def test_off_removes_every_match_among_many_registrations(EventEmitter: Any, count: int) -> None:
+def test_off_removes_every_match_among_many_registrations(emitter: Any, count: int) -> None:
     # Either side of the compiled core's 64-entry on-stack match buffer.
-    emitter = EventEmitter[str]()
     calls: List[Any] = []
-    others = [_named(calls, f"h{i}") for i in range(count)]
-    victim = _named(calls, "victim")
+    others = [named(calls, f"h{i}") for i in range(count)]
+    victim = named(calls, "victim")
     for i, handler in enumerate(others):
         emitter.on("e", handler)
         if i % 7 == 0:

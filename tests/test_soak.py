@@ -1,25 +1,18 @@
-"""A fast leak soak in the normal suite (scripts/soak.py, smaller).
+"""A fast leak soak in the normal suite (soak_workload.py, smaller).
 
 10^4 emits over fan-outs, failing handlers, once churn, arity errors and
 BaseExceptions out of emit, then 5x10^3 rounds of on/once/off churn, per
 implementation: reference counts of every handler, argument and event object
 unchanged, no tracemalloc growth.  The full soak (10^6 emits, 10^5 churn, with
-RSS) is ``python scripts/soak.py``.
+RSS) is ``python tests/soak_workload.py``.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 from typing import Any
 
 import pytest
-
-_SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "soak.py"
-_spec = importlib.util.spec_from_file_location("livekit_events_soak", _SCRIPT)
-assert _spec is not None and _spec.loader is not None
-soak = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(soak)
+import soak_workload as soak
 
 EMITS = 10_000
 CHURN = 5_000

@@ -183,8 +183,7 @@ def test_once_through_a_subclass_forwarding_to_another_emitter_fires_once(
     assert got == [1] and inner.listener_count("t") == 0
 
 
-def test_once_goes_through_an_on_patched_on_the_instance(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_once_goes_through_an_on_patched_on_the_instance(emitter: Any) -> None:
     seen: List[Any] = []
     real_on = emitter.on
 
@@ -428,9 +427,8 @@ class BrokenWrapped:
 @pytest.mark.parametrize("kind", [BrokenSignature, BrokenWrapped])
 @pytest.mark.parametrize("method", ["on", "once"])
 def test_callback_whose_signature_cannot_be_read_is_accepted_and_gets_every_argument(
-    EventEmitter: Any, kind: Callable[[], Any], method: str
+    emitter: Any, kind: Callable[[], Any], method: str
 ) -> None:
-    emitter = EventEmitter[str]()
     callback = kind()
     getattr(emitter, method)("e", callback)
     emitter.emit("e", 1)

@@ -227,8 +227,7 @@ def test_no_len_or_bool_always_truthy(EventEmitter: Any) -> None:
 # -- method signatures -------------------------------------------------------------
 
 
-def test_emit_on_once_off_signatures(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_emit_on_once_off_signatures(emitter: Any) -> None:
     got: List[Any] = []
     assert emitter.emit("nothing") is None
     assert emitter.on("a", got.append) == got.append
@@ -247,11 +246,10 @@ def test_emit_on_once_off_signatures(EventEmitter: Any) -> None:
         assert params[3].kind is params[3].KEYWORD_ONLY and params[3].default is False
 
 
-# -- NEW: listeners, listener_count, event_names, remove_all_listeners -------------
+# -- listeners, listener_count, event_names, remove_all_listeners ------------------
 
 
-def test_listeners_returns_callables_as_registered_in_call_order(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_listeners_returns_callables_as_registered_in_call_order(emitter: Any) -> None:
     calls: List[Any] = []
     first, second, third = (_recorder(calls, n) for n in ("first", "second", "third"))
     emitter.on("a", first)
@@ -268,8 +266,7 @@ def test_listeners_returns_callables_as_registered_in_call_order(EventEmitter: A
     assert emitter.listeners("unknown") == []
 
 
-def test_listeners_returns_a_copy(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_listeners_returns_a_copy(emitter: Any) -> None:
     emitter.on("a", _noop)
     listeners = emitter.listeners("a")
     listeners.append(_other)
@@ -277,8 +274,7 @@ def test_listeners_returns_a_copy(EventEmitter: Any) -> None:
     assert emitter.listeners("a") == [_noop]
 
 
-def test_listener_count_counts_each_registration(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_listener_count_counts_each_registration(emitter: Any) -> None:
     assert emitter.listener_count("a") == 0
     emitter.on("a", _noop)
     emitter.on("a", _noop)  # deduplicated
@@ -293,8 +289,7 @@ def test_listener_count_counts_each_registration(EventEmitter: Any) -> None:
     assert emitter.listener_count("a") == 0
 
 
-def test_event_names_lists_events_with_at_least_one_handler(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_event_names_lists_events_with_at_least_one_handler(emitter: Any) -> None:
     assert emitter.event_names() == []
     emitter.on("a", _noop)
     emitter.once("b", _other)
@@ -310,8 +305,7 @@ def test_event_names_lists_events_with_at_least_one_handler(EventEmitter: Any) -
     assert emitter.event_names() == []
 
 
-def test_remove_all_listeners_of_one_event(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_remove_all_listeners_of_one_event(emitter: Any) -> None:
     got: List[Any] = []
     emitter.on("a", got.append)
     emitter.once("a", got.append)
@@ -328,8 +322,7 @@ def test_remove_all_listeners_of_one_event(EventEmitter: Any) -> None:
     assert got == [2, 3]
 
 
-def test_remove_all_listeners_without_event_removes_everything(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_remove_all_listeners_without_event_removes_everything(emitter: Any) -> None:
     got: List[Any] = []
     emitter.on("a", got.append)
     emitter.once("b", got.append)
@@ -345,8 +338,7 @@ def test_remove_all_listeners_without_event_removes_everything(EventEmitter: Any
 # -- compatibility: _events -------------------------------------------------------
 
 
-def test_events_attribute_readable_as_mapping_event_to_callbacks(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_events_attribute_readable_as_mapping_event_to_callbacks(emitter: Any) -> None:
     def a1() -> None: ...
 
     def a2() -> None: ...

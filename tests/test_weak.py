@@ -1,4 +1,4 @@
-"""NEW: weak registrations, ``on(event, callback, weak=True)`` (issue 13).
+"""Weak registrations, ``on(event, callback, weak=True)``.
 
 A weak registration keeps nothing alive: a bound method is held as a weak
 reference to its object plus its function, anything else by a weak reference.
@@ -39,8 +39,7 @@ def collect() -> None:
 
 
 @pytest.mark.parametrize("method", ["on", "once"])
-def test_weak_bound_method_keeps_its_object_alive_no_longer(EventEmitter: Any, method: str) -> None:
-    emitter = EventEmitter[str]()
+def test_weak_bound_method_keeps_its_object_alive_no_longer(emitter: Any, method: str) -> None:
     log: List[Any] = []
     subscriber = Subscriber(log)
     getattr(emitter, method)("e", subscriber.on_event, weak=True)
@@ -54,8 +53,7 @@ def test_weak_bound_method_keeps_its_object_alive_no_longer(EventEmitter: Any, m
     assert log == []
 
 
-def test_weak_function_registration_goes_away_with_the_function(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_weak_function_registration_goes_away_with_the_function(emitter: Any) -> None:
     log: List[Any] = []
 
     def make() -> Any:
@@ -72,8 +70,7 @@ def test_weak_function_registration_goes_away_with_the_function(EventEmitter: An
     assert log == [1] and emitter.listener_count("e") == 0
 
 
-def test_weak_decorator_form(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_weak_decorator_form(emitter: Any) -> None:
     log: List[Any] = []
 
     class Widget:
@@ -93,9 +90,8 @@ def test_weak_decorator_form(EventEmitter: Any) -> None:
 
 
 def test_registration_in_a_reference_cycle_goes_away_when_the_cycle_is_collected(
-    EventEmitter: Any,
+    emitter: Any,
 ) -> None:
-    emitter = EventEmitter[str]()
     log: List[Any] = []
     subscriber = Subscriber(log)
     subscriber.cycle = subscriber  # type: ignore[attr-defined]
@@ -108,8 +104,7 @@ def test_registration_in_a_reference_cycle_goes_away_when_the_cycle_is_collected
     assert log == []
 
 
-def test_referent_dying_during_an_emit_is_removed_at_once(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_referent_dying_during_an_emit_is_removed_at_once(emitter: Any) -> None:
     log: List[Any] = []
     holder = {"victim": Subscriber(log, "victim")}
 
@@ -136,8 +131,7 @@ def test_neither_the_emitter_nor_the_referent_keeps_the_other_alive(EventEmitter
     collect()
 
 
-def test_callable_that_cannot_be_weakly_referenced_is_a_type_error(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_callable_that_cannot_be_weakly_referenced_is_a_type_error(emitter: Any) -> None:
 
     class Slotted:
         __slots__ = ()
@@ -155,8 +149,7 @@ def test_callable_that_cannot_be_weakly_referenced_is_a_type_error(EventEmitter:
     assert emitter.listener_count("e") == 0
 
 
-def test_off_removes_weak_registrations(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_off_removes_weak_registrations(emitter: Any) -> None:
     log: List[Any] = []
     subscriber = Subscriber(log)
     emitter.on("e", subscriber.on_event, weak=True)
@@ -167,8 +160,7 @@ def test_off_removes_weak_registrations(EventEmitter: Any) -> None:
     assert log == []
 
 
-def test_weak_registrations_trim_keep_order_dedupe_and_fire_once(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_weak_registrations_trim_keep_order_dedupe_and_fire_once(emitter: Any) -> None:
     log: List[Any] = []
     a, b = Subscriber(log, "a"), Subscriber(log, "b")
     strong = Subscriber(log, "strong")
@@ -187,8 +179,7 @@ def test_weak_registrations_trim_keep_order_dedupe_and_fire_once(EventEmitter: A
     ]  # fmt: skip
 
 
-def test_failing_weak_handler_is_isolated(EventEmitter: Any, caplog: pytest.LogCaptureFixture) -> None:
-    emitter = EventEmitter[str]()
+def test_failing_weak_handler_is_isolated(emitter: Any, caplog: pytest.LogCaptureFixture) -> None:
     log: List[Any] = []
     failing, ok = Subscriber(log, "failing"), Subscriber(log, "ok")
     emitter.on("e", failing.fail, weak=True)
@@ -224,8 +215,7 @@ def test_weak_once_through_a_subclass_that_overrides_on_and_off(EventEmitter: An
     assert session.listener_count("e") == 0
 
 
-def test_weak_registrations_copy_as_weak(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_weak_registrations_copy_as_weak(emitter: Any) -> None:
     log: List[Any] = []
     subscriber = Subscriber(log)
     emitter.on("e", subscriber.on_event, weak=True)
@@ -236,8 +226,7 @@ def test_weak_registrations_copy_as_weak(EventEmitter: Any) -> None:
     assert clone.listener_count("e") == 0 and emitter.listener_count("e") == 0
 
 
-def test_weak_referents_dying_while_threads_register_and_emit(EventEmitter: Any) -> None:
-    emitter = EventEmitter[str]()
+def test_weak_referents_dying_while_threads_register_and_emit(emitter: Any) -> None:
     log: List[Any] = []
     keep: List[Subscriber] = []
     errors: List[BaseException] = []
