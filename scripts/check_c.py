@@ -145,7 +145,9 @@ def compile_headers(cc: list[str], pythons: list[tuple[str, str, str]]) -> bool:
 
 
 def check_format() -> bool:
-    clang_format = shutil.which("clang-format")
+    # The one installed beside this interpreter (a venv not activated), else PATH's.
+    clang_format = shutil.which("clang-format", path=os.path.dirname(sys.executable))
+    clang_format = clang_format or shutil.which("clang-format")
     if clang_format is None:
         print("check_c: clang-format not found (pip install clang-format)", file=sys.stderr)
         return False

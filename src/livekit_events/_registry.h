@@ -62,16 +62,18 @@
 
 /* -- slots -- */
 
+/* clang-format off */
 #define LKE_DEAD 0x01u    /* removed (or a once claimed): walks skip it */
 #define LKE_ONCE 0x02u    /* a once registration: the walk that claims it calls it */
-#define LKE_WRAPPER 0x04u /* a OnceWrapper (once through a subclass's on): its key \
+#define LKE_WRAPPER 0x04u /* a OnceWrapper (once through a subclass's on): its key
                              is the wrapped callback, for off(callback) */
 #define LKE_METHOD 0x08u  /* a bound method: called with a spare slot in front */
-#define LKE_WEAK 0x10u    /* held weakly: the slot holds a weak reference to the  \
-                             callable, or (with LKE_METHOD) a tuple (weak          \
+#define LKE_WEAK 0x10u    /* held weakly: the slot holds a weak reference to the
+                             callable, or (with LKE_METHOD) a tuple (weak
                              reference to __self__, __func__) */
-#define LKE_ORPHAN 0x20u  /* its table was freed while its callback waited: the \
+#define LKE_ORPHAN 0x20u  /* its table was freed while its callback waited: the
                              release frees the slot too */
+/* clang-format on */
 #define LKE_SPECIAL (LKE_DEAD | LKE_ONCE | LKE_WEAK)
 
 #define LKE_ALL INT32_MAX /* accepted: every argument */
