@@ -162,17 +162,24 @@ def check_format() -> bool:
     command = [clang_format, "--dry-run", "-Werror", *map(str, headers())]
     result = subprocess.run(command, capture_output=True, text=True)
     sys.stderr.write(result.stdout + result.stderr)
-    print(f"clang-format {' '.join(h.name for h in headers())}: "
-          + ("ok" if result.returncode == 0 else "FAILED (run clang-format -i on them)"))
+    print(
+        f"clang-format {' '.join(h.name for h in headers())}: "
+        + ("ok" if result.returncode == 0 else "FAILED (run clang-format -i on them)")
+    )
     return result.returncode == 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", action="append", default=[],
-                        help="an interpreter whose headers to compile against (repeatable)")
-    parser.add_argument("--cc", default=os.environ.get("CC", "cc"),
-                        help="the C compiler (default: $CC, else cc)")
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        help="an interpreter whose headers to compile against (repeatable)",
+    )
+    parser.add_argument(
+        "--cc", default=os.environ.get("CC", "cc"), help="the C compiler (default: $CC, else cc)"
+    )
     parser.add_argument("--skip-format", action="store_true")
     parser.add_argument("--skip-compile", action="store_true")
     args = parser.parse_args()
