@@ -12,11 +12,13 @@ failed compile an error, as ``LIVEKIT_EVENTS_REQUIRE_EXTENSIONS`` does):
 
 * ``LIVEKIT_EVENTS_STRICT_C`` (non-empty): warnings are errors
   (``-Wall -Wextra -Werror``) in the whole extension, the Cython-generated C
-  included.  CI builds with it; scripts/check_c.py also compiles each header
-  on its own, pedantic C11, against every CPython found.
+  included (no warning flag is turned off for it).  For CI and for work on
+  the C; scripts/check_c.py also compiles each header on its own, pedantic
+  C11, against every CPython found, and checks their clang-format.
 * ``LIVEKIT_EVENTS_DEBUG`` (non-empty): ``-O0 -g3``, and C assertions on
-  (``-UNDEBUG``: CPython's own header assertions, Cython's).  The interpreter
-  need not be a debug build: ``Py_DEBUG`` isn't defined (it changes the ABI).
+  (``-UNDEBUG``: the ``assert()`` calls in CPython's headers and in the
+  Cython-generated C).  The interpreter need not be a debug build:
+  ``Py_DEBUG`` isn't defined (it changes the ABI).
 * ``LIVEKIT_EVENTS_SANITIZE`` (e.g. ``address,undefined``): compiled and
   linked with ``-fsanitize=<value>`` (and ``-g -O1 -fno-omit-frame-pointer``
   for readable reports).  The interpreter isn't built with ASan, so the ASan
@@ -26,7 +28,7 @@ failed compile an error, as ``LIVEKIT_EVENTS_REQUIRE_EXTENSIONS`` does):
       LIVEKIT_EVENTS_SANITIZE=address,undefined pip install --no-build-isolation .
       LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \\
       ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \\
-      python -m pytest -p no:cacheprovider tests/test_core.py
+      python -m pytest -p no:cacheprovider tests/test_registry.py
 
   (With Clang: ``clang -print-file-name=libclang_rt.asan-x86_64.so``; on macOS
   ``DYLD_INSERT_LIBRARIES`` instead of ``LD_PRELOAD``.)
