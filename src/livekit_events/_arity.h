@@ -48,8 +48,8 @@ static int lke_describe_fast(PyObject *callback, PyObject *empty, PyObject *keyw
     dict = f->func_dict;
     Py_XINCREF(dict);
 #if PY_VERSION_HEX >= 0x030E0000
-    lazy_annotations = f->func_annotations == NULL && f->func_annotate != NULL
-                       && f->func_annotate != Py_None;
+    lazy_annotations =
+        f->func_annotations == NULL && f->func_annotate != NULL && f->func_annotate != Py_None;
 #endif
     LKE_END_CRITICAL_SECTION();
 
@@ -67,7 +67,7 @@ static int lke_describe_fast(PyObject *callback, PyObject *empty, PyObject *keyw
 
     /* The parameter names: co_varnames[:total]. */
 #if PY_VERSION_HEX >= 0x030C0000
-    names = PyCode_GetVarnames(co);  /* cached by the code object */
+    names = PyCode_GetVarnames(co); /* cached by the code object */
     if (names == NULL) {
         result = -1;
         goto done;
@@ -97,10 +97,10 @@ static int lke_describe_fast(PyObject *callback, PyObject *empty, PyObject *keyw
         PyObject *name = PyTuple_GET_ITEM(names, i);
         if (!PyUnicode_CheckExact(name))
             goto done;
-        ok = PyUnicode_IsIdentifier(name);  /* what str.isidentifier() calls */
+        ok = PyUnicode_IsIdentifier(name); /* what str.isidentifier() calls */
         if (ok <= 0) {
             if (ok < 0)
-                PyErr_Clear();  /* the slow path will see it again */
+                PyErr_Clear(); /* the slow path will see it again */
             goto done;
         }
         ok = PySet_Contains(keywords, name);
@@ -111,8 +111,9 @@ static int lke_describe_fast(PyObject *callback, PyObject *empty, PyObject *keyw
         }
         for (j = 0; j < i; j++) {
             PyObject *other = PyTuple_GET_ITEM(names, j);
-            if (other == name || (PyUnicode_GET_LENGTH(other) == PyUnicode_GET_LENGTH(name)
-                                  && PyUnicode_Compare(other, name) == 0))
+            if (other == name
+                || (PyUnicode_GET_LENGTH(other) == PyUnicode_GET_LENGTH(name)
+                    && PyUnicode_Compare(other, name) == 0))
                 goto done;
         }
     }
@@ -160,7 +161,7 @@ static int lke_describe_fast(PyObject *callback, PyObject *empty, PyObject *keyw
     *accepted = (flags & CO_VARARGS) ? -1 : argcount - bound;
     *required = argcount - ndefaults;
     if (bound && *required > 0)
-        *required -= 1;  /* self was the first required parameter */
+        *required -= 1; /* self was the first required parameter */
     result = 1;
 done:
     Py_DECREF(code);

@@ -58,8 +58,7 @@ static PyObject *lke_fetch_exception(void) {
    CPython another thread can replace that value, and free it, in between.
    PyDict_GetItemRef (3.13+, where free threading exists) takes the
    reference inside the lookup.  Same cost on GIL builds. */
-static LKE_INLINE PyObject *lke_dict_get(PyObject *dict, PyObject *key,
-                                            PyObject *dflt) {
+static LKE_INLINE PyObject *lke_dict_get(PyObject *dict, PyObject *key, PyObject *dflt) {
     PyObject *value;
 #if PY_VERSION_HEX >= 0x030D0000
     int found = PyDict_GetItemRef(dict, key, &value);
@@ -88,7 +87,8 @@ static int lke_weakref_is(PyObject *ref, PyObject *obj) {
     PyObject *target = NULL;
     int found = PyWeakref_GetRef(ref, &target);
     if (found <= 0) {
-        if (found < 0) PyErr_Clear();
+        if (found < 0)
+            PyErr_Clear();
         return 0;
     }
     Py_DECREF(target);
@@ -137,8 +137,8 @@ static LKE_INLINE int64_t lke_now(void) {
         QueryPerformanceFrequency(&frequency);
     QueryPerformanceCounter(&now);
     /* Integer arithmetic: a double would lose nanoseconds past ~100 days. */
-    return (int64_t)(now.QuadPart / frequency.QuadPart) * 1000000000 +
-           (int64_t)(now.QuadPart % frequency.QuadPart) * 1000000000 / frequency.QuadPart;
+    return (int64_t)(now.QuadPart / frequency.QuadPart) * 1000000000
+           + (int64_t)(now.QuadPart % frequency.QuadPart) * 1000000000 / frequency.QuadPart;
 }
 #else
 #include <time.h>

@@ -62,16 +62,18 @@
 
 /* -- slots -- */
 
+/* clang-format off */
 #define LKE_DEAD 0x01u    /* removed (or a once claimed): walks skip it */
 #define LKE_ONCE 0x02u    /* a once registration: the walk that claims it calls it */
-#define LKE_WRAPPER 0x04u /* a OnceWrapper (once through a subclass's on): its key \
+#define LKE_WRAPPER 0x04u /* a OnceWrapper (once through a subclass's on): its key
                              is the wrapped callback, for off(callback) */
 #define LKE_METHOD 0x08u  /* a bound method: called with a spare slot in front */
-#define LKE_WEAK 0x10u    /* held weakly: the slot holds a weak reference to the  \
-                             callable, or (with LKE_METHOD) a tuple (weak          \
+#define LKE_WEAK 0x10u    /* held weakly: the slot holds a weak reference to the
+                             callable, or (with LKE_METHOD) a tuple (weak
                              reference to __self__, __func__) */
-#define LKE_ORPHAN 0x20u  /* its table was freed while its callback waited: the \
+#define LKE_ORPHAN 0x20u  /* its table was freed while its callback waited: the
                              release frees the slot too */
+/* clang-format on */
 #define LKE_SPECIAL (LKE_DEAD | LKE_ONCE | LKE_WEAK)
 
 #define LKE_ALL INT32_MAX /* accepted: every argument */
@@ -92,12 +94,12 @@ typedef struct {
     uint32_t flags; /* atomic */
 } lke_slot;
 
-#define LKE_GATE(flags, required) (((flags)&LKE_SPECIAL) ? LKE_ALL : (required))
+#define LKE_GATE(flags, required) (((flags) & LKE_SPECIAL) ? LKE_ALL : (required))
 
 /* -- tables (generations) -- */
 
 typedef struct {
-    int32_t count;      /* atomic: slots[0, count) are published */
+    int32_t count; /* atomic: slots[0, count) are published */
     int32_t capacity;
     lke_slot *slots[1]; /* [capacity] */
 } lke_table;
@@ -159,16 +161,16 @@ typedef struct {
     lke_pending *pending; /* NULL until something first had to wait for walks */
     lke_entry *index;     /* NULL, or index_mask + 1 entries */
     uint32_t index_mask;
-    uint32_t index_fill;  /* index entries that are not EMPTY */
-    int32_t live, dead;   /* in the current table */
-    int32_t lookups;      /* lookups comparing keys (running Python code) */
-    int32_t warned;       /* the listener-leak warning was given */
-    int32_t garbage;      /* atomic: something in `pending` waits */
-    uint32_t layout;      /* bumped when slots move or the index is remade */
-    uint64_t stamp;       /* atomic: bumped by every append and removal */
-    int64_t since;        /* when it last got a live slot while it had none */
+    uint32_t index_fill; /* index entries that are not EMPTY */
+    int32_t live, dead;  /* in the current table */
+    int32_t lookups;     /* lookups comparing keys (running Python code) */
+    int32_t warned;      /* the listener-leak warning was given */
+    int32_t garbage;     /* atomic: something in `pending` waits */
+    uint32_t layout;     /* bumped when slots move or the index is remade */
+    uint64_t stamp;      /* atomic: bumped by every append and removal */
+    int64_t since;       /* when it last got a live slot while it had none */
 #ifndef Py_GIL_DISABLED
-    lke_walker *walkers;  /* the walks in progress */
+    lke_walker *walkers; /* the walks in progress */
 #endif
 } lke_handlers;
 
@@ -400,8 +402,7 @@ static lke_thread *lke_thread_slow(void) {
            other thread's record shares one. */
         char *raw = (char *)PyMem_RawCalloc(1, sizeof(lke_thread) + 2 * LKE_CACHE_LINE);
         t = raw == NULL ? NULL
-                        : (lke_thread *)(raw + LKE_CACHE_LINE
-                                         - ((uintptr_t)raw % LKE_CACHE_LINE));
+                        : (lke_thread *)(raw + LKE_CACHE_LINE - ((uintptr_t)raw % LKE_CACHE_LINE));
         if (t != NULL) {
             t->next = lke_threads;
             LKE_STORE_REL(&lke_threads, t);
@@ -1059,9 +1060,10 @@ static LKE_INLINE void lke_positions_init(lke_positions *p) {
 static int lke_positions_add(lke_positions *p, Py_ssize_t pos) {
     if (p->n == p->capacity) {
         Py_ssize_t capacity = p->capacity * 2;
-        Py_ssize_t *items = (p->items == p->small)
-            ? (Py_ssize_t *)PyMem_Malloc((size_t)capacity * sizeof(Py_ssize_t))
-            : (Py_ssize_t *)PyMem_Realloc(p->items, (size_t)capacity * sizeof(Py_ssize_t));
+        Py_ssize_t *items =
+            (p->items == p->small)
+                ? (Py_ssize_t *)PyMem_Malloc((size_t)capacity * sizeof(Py_ssize_t))
+                : (Py_ssize_t *)PyMem_Realloc(p->items, (size_t)capacity * sizeof(Py_ssize_t));
         if (items == NULL) {
             PyErr_NoMemory();
             return -1;

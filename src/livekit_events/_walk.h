@@ -17,7 +17,7 @@
 static int lke_call_weak(PyObject *container, uint32_t flags, PyObject *const *argv,
                          Py_ssize_t passed, PyObject **result) {
     PyObject *target, *self = NULL, *function;
-    if (flags & LKE_METHOD) {  /* (weak reference to __self__, __func__) */
+    if (flags & LKE_METHOD) { /* (weak reference to __self__, __func__) */
         self = lke_weak_get(PyTuple_GET_ITEM(container, 0));
         if (self == NULL)
             return 0;
@@ -60,7 +60,7 @@ static int64_t lke_slow_ns = 0;
    PyObject_Vectorcall's out-of-line wrapper and its result sanity check;
    anything else goes through PyObject_Vectorcall. */
 static LKE_INLINE PyObject *lke_vectorcall(PyObject *callable, PyObject *const *args,
-                                              size_t nargsf) {
+                                           size_t nargsf) {
     PyTypeObject *tp = Py_TYPE(callable);
     if (PyType_HasFeature(tp, Py_TPFLAGS_HAVE_VECTORCALL)) {
         /* PyVectorcall_Function, inlined (it is out of line in 3.11). */
@@ -78,21 +78,21 @@ static LKE_INLINE PyObject *lke_vectorcall(PyObject *callable, PyObject *const *
    where it stopped and why (filled only when it stops). */
 typedef struct {
     lke_handlers *h;
-    lke_table *table;        /* the table it reads: current when it started */
+    lke_table *table;          /* the table it reads: current when it started */
     lke_walker local, *record; /* its record (rule 8) */
-    PyObject **argv;         /* the emitted arguments (the caller's array) */
-    Py_ssize_t given, count; /* how many; how many slots the walk covers */
-    Py_ssize_t next;         /* the slot to look at next */
-    lke_slot *slot;          /* the slot of the handler it stopped at */
-    int64_t elapsed;         /* that handler's time (slow-handler detection) */
-    int status;              /* why it stopped (LKE_WALK_*) */
+    PyObject **argv;           /* the emitted arguments (the caller's array) */
+    Py_ssize_t given, count;   /* how many; how many slots the walk covers */
+    Py_ssize_t next;           /* the slot to look at next */
+    lke_slot *slot;            /* the slot of the handler it stopped at */
+    int64_t elapsed;           /* that handler's time (slow-handler detection) */
+    int status;                /* why it stopped (LKE_WALK_*) */
 } lke_walk;
 
 /* Why lke_walk_step stopped. */
 #define LKE_WALK_DONE 0
-#define LKE_WALK_ARITY 1   /* slot needs more arguments than were emitted */
-#define LKE_WALK_RAISED 2  /* its handler raised: the exception is set */
-#define LKE_WALK_SLOW 3    /* its handler took longer than the threshold */
+#define LKE_WALK_ARITY 1  /* slot needs more arguments than were emitted */
+#define LKE_WALK_RAISED 2 /* its handler raised: the exception is set */
+#define LKE_WALK_SLOW 3   /* its handler took longer than the threshold */
 
 /* Claims a once slot for this walk (rule 6), in the Handlers' critical
    section: 1 if claimed, 0 if another walk or a removal got it first. */
@@ -103,7 +103,7 @@ static int lke_take_once(lke_walk *w, Py_ssize_t i, lke_slot *slot) {
     LKE_BEGIN_CRITICAL_SECTION(w->h);
     claimed = lke_claim(w->h, w->table, i, slot, &r);
     LKE_END_CRITICAL_SECTION();
-    lke_release_all(&r);  /* (empty: the claimed callback waits for this walk) */
+    lke_release_all(&r); /* (empty: the claimed callback waits for this walk) */
     return claimed;
 }
 
@@ -111,7 +111,7 @@ static int lke_take_once(lke_walk *w, Py_ssize_t i, lke_slot *slot) {
    which it records in *w.  Per handler it writes nothing shared: the
    slot's callback is kept alive for the walk by its record (rule 8). */
 LKE_ALWAYS_INLINE int lke_walk_impl(lke_walk *w, PyObject **argv, Py_ssize_t given,
-                                     Py_ssize_t first, int timed) {
+                                    Py_ssize_t first, int timed) {
     Py_ssize_t i, passed, count = w->count;
     lke_slot *const *slots = w->table->slots;
     PyObject *result, *callback;
@@ -129,13 +129,13 @@ LKE_ALWAYS_INLINE int lke_walk_impl(lke_walk *w, PyObject **argv, Py_ssize_t giv
     for (i = first; i < count; i++) {
         lke_slot *slot = slots[i];
         taken = 1;
-        if (given < LKE_LOAD(&slot->gate)) {  /* special, or too few arguments */
+        if (given < LKE_LOAD(&slot->gate)) { /* special, or too few arguments */
             uint32_t flags = LKE_LOAD(&slot->flags);
             if (flags & LKE_SPECIAL) {
                 if (flags & LKE_DEAD)
-                    continue;  /* removed: skipped at once */
+                    continue; /* removed: skipped at once */
                 if ((flags & LKE_ONCE) && !lke_take_once(w, i, slot))
-                    continue;  /* fired by another walk first */
+                    continue; /* fired by another walk first */
                 if (flags & LKE_WEAK)
                     taken = 2;
             }
@@ -147,7 +147,7 @@ LKE_ALWAYS_INLINE int lke_walk_impl(lke_walk *w, PyObject **argv, Py_ssize_t giv
         }
         passed = slot->accepted < given ? slot->accepted : given;
         callback = slot->callback;
-        if (taken == 2) {  /* held weakly: its referent, if alive */
+        if (taken == 2) { /* held weakly: its referent, if alive */
             if (!lke_call_weak(callback, slot->flags, argv, passed, &result))
                 continue;
         } else if (Py_TYPE(callback) != &PyMethod_Type || given > LKE_STACK_ARGS) {
@@ -187,7 +187,7 @@ stop:
 /* Walks on from `first` until the end or a stop (also in w->status);
    each branch's `timed` is a constant: the untimed walk reads no clock. */
 LKE_ALWAYS_INLINE int lke_walk_run(lke_walk *w, PyObject **argv, Py_ssize_t given,
-                                    Py_ssize_t first) {
+                                   Py_ssize_t first) {
     return lke_slow_ns ? lke_walk_impl(w, argv, given, first, 1)
                        : lke_walk_impl(w, argv, given, first, 0);
 }
@@ -220,10 +220,10 @@ static void lke_walk_finish(lke_walk *w) {
    lke_walk_finish.  -1 with an exception set if it could not begin.
    Inlined into emit: all an ordinary emit does. */
 LKE_ALWAYS_INLINE int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given,
-                                      lke_walk *w) {
+                                     lke_walk *w) {
 #ifndef Py_GIL_DISABLED
     if (h->table == NULL || h->table->count == 0)
-        return LKE_WALK_DONE;  /* nothing to call: nothing to record */
+        return LKE_WALK_DONE; /* nothing to call: nothing to record */
 #endif
     w->h = h;
     if (lke_walk_begin(h, &w->local, &w->record, &w->table, &w->count) < 0)
