@@ -29,12 +29,23 @@ def _is_doc(path: Path) -> bool:
     return path.suffix == ".md" and (path == ROOT / "README.md" or path.parent == DOCS)
 
 
+def _asked_for(file_path: Path, config: pytest.Config) -> bool:
+    # Whether the run's arguments (or testpaths) name this file or a folder it is in.
+    for arg in config.args:
+        target = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if file_path == target or target in file_path.parents:
+            return True
+    return False
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:
     if not _is_doc(file_path) or getattr(parent.config.option, "markdowndocs", False):
         return None  # with --markdown-docs the plugin collects them itself
     try:
         from pytest_markdown_docs.plugin import MarkdownTextFile
     except ImportError:
+        if not _asked_for(file_path, parent.config):
+            return None  # (pytest offers the root's files even for `pytest tests/x.py`)
         raise pytest.UsageError(
             f"{file_path.name}: its code blocks are tests, run by pytest-markdown-docs: "
             "pip install pytest-markdown-docs (it is in the `test` extra)"

@@ -430,9 +430,73 @@ def eq_churn(core: Any, rounds: int) -> Dict[str, Any]:
     return {"problems": problems, "ops": rounds}
 
 
+def _listed_handler(*args: Any) -> None:
+    """A picklable handler (module level) for the listings scenario."""
+
+
+def listings(core: Any, rounds: int) -> Dict[str, Any]:
+    """Finalizers register and remove whole events while the main loop lists
+    the registry every way there is (event_names, _events, copy, deepcopy,
+    pickle's __reduce_ex__, remove_all_listeners of every event): a collection started by an
+    allocation in the middle of a listing changes the registry under it."""
+    import copy
+    import pickle
+
+    EventEmitter = emitter_class(core)
+    em, scratch = EventEmitter(), EventEmitter()
+    for i in range(300):  # enough entries that a listing allocates mid-read
+        em.on(f"base{i}", _listed_handler)
+    serial = itertools.count()
+    budget = [rounds * 4]
+
+    class Garbage:
+        def __init__(self) -> None:
+            self.cycle = self
+
+        def __del__(self) -> None:
+            n = next(serial)
+            em.on(f"new{n}", _listed_handler)
+            scratch.on(f"new{n}", _listed_handler)
+            if n % 3 == 0:
+                em.remove_all_listeners(f"new{n - 3}")
+            if budget[0] > 0:
+                budget[0] -= 1
+                Garbage()
+
+    listings: List[Callable[[], Any]] = [
+        em.event_names,
+        lambda: em._events,
+        lambda: copy.copy(em),
+        lambda: copy.deepcopy(em),
+        lambda: em.__reduce_ex__(pickle.HIGHEST_PROTOCOL),  # what pickle reads
+        lambda: scratch.remove_all_listeners(),
+    ]
+    problems: List[str] = []
+    old = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    try:
+        for i in range(rounds):
+            Garbage()
+            listing = listings[i % len(listings)]
+            try:
+                listing()
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                problems.append(f"round {i}: {type(exc).__name__}: {exc}")
+                if len(problems) > 5:
+                    break
+        gc.collect()
+    finally:
+        gc.set_threshold(*old)
+    gc.disable()
+    names = em.event_names()
+    if len(set(names)) != len(names) or any(not em.listeners(name) for name in names):
+        problems.append("event_names() lists an event twice or one without handlers")
+    return {"problems": problems, "ops": next(serial)}
+
+
 SCENARIOS = {
     f.__name__: f
-    for f in (finalizers, unsubscribe_in_del, lock_in_finalizer, eq_and_hash, eq_churn)
+    for f in (finalizers, unsubscribe_in_del, lock_in_finalizer, eq_and_hash, eq_churn, listings)
 }
 
 

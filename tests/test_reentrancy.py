@@ -59,6 +59,13 @@ def test_gc_finalizers_and_weakref_callbacks_reentering_every_operation_lose_not
     assert outcome["ops"] > 5000  # the finalizers really acted
 
 
+def test_listing_the_registry_while_finalizers_add_and_remove_events(impl: Any) -> None:
+    # event_names, _events, copy, deepcopy, pickle and remove_all_listeners()
+    # read the whole registry; GC at every allocation, finalizers changing it.
+    outcome = run_scenario(impl, "listings", 600)
+    assert outcome["ops"] > 600  # the finalizers really acted
+
+
 def test_unsubscribe_in_del_while_rotating_handlers(impl: Any) -> None:
     # The everyday pattern that crashed the compiled core on CPython <= 3.11.
     run_scenario(impl, "unsubscribe_in_del", 20000)

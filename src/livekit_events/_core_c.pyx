@@ -122,6 +122,7 @@ cdef extern from "Python.h":
     int PyObject_RichCompareBool(PyObject *a, PyObject *b, int op) except -1
     int Py_EQ
     PyObject **PySequence_Fast_ITEMS(object o)
+    list PyDict_Items(object d)
 
 cdef extern from "_compat.h":
     object lke_fetch_exception()
@@ -639,7 +640,11 @@ cdef list _walk(object handlers, bint triples, object event):
 
 cdef list _in_order(EmitterCore self):
     # (event, handlers) pairs, in the order the events last got a first handler.
-    items = list(self.registry.items())
+    # PyDict_Items creates its pairs before it reads the dict: a collection
+    # started by an allocation in the middle of a walk over items() can run a
+    # finalizer that registers, and the walk then fails ("dictionary changed
+    # size during iteration").
+    cdef list items = PyDict_Items(self.registry)
     for _, handlers in items:
         _checked_handlers(handlers)
     items.sort(key=_since)

@@ -432,24 +432,30 @@ class Registration:
 _NO_SNAPSHOT: Tuple[object, Tuple[Registration, ...]] = (None, ())
 
 
-def _free_threaded_build() -> bool:
-    if sys.version_info < (3, 13):
-        return False
-    import sysconfig
-
-    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-
-
-_FREE_THREADED = _free_threaded_build()
 _first_handler_order = itertools.count(1)  # next() is atomic
+
+
+def _copy_values(d: Dict[Any, Any]) -> List[Any]:
+    """The values of a registry dict, read in one pass that runs no Python code.
+
+    Nothing is allocated that could start a collection while the dict is
+    read (list() sizes its array first and grows it with plain memory), so no
+    finalizer can change the dict mid-read: a tuple(d.values()), or anything
+    over d.items() (a new pair per entry), can raise "dictionary changed size
+    during iteration" there.  Free-threaded, list() of a dict's values copies
+    under the dict's lock (a plain iteration may skip entries while another
+    thread resizes it), and unlike dict.copy() it compares no keys (no
+    __eq__ runs)."""
+    return list(d.values())
 
 
 class _Handlers:
     """The registrations of one event (see the module docstring)."""
 
-    __slots__ = ("registrations", "version", "added", "snapshot", "since", "warned")
+    __slots__ = ("event", "registrations", "version", "added", "snapshot", "since", "warned")
 
-    def __init__(self) -> None:
+    def __init__(self, event: Any) -> None:
+        self.event = event  # its key in the registry: listings read values only
         self.since = 0  # when it last got a handler while it had none
         self.added = object()  # replaced by every registration (see off)
         self.warned = False  # the listener-leak warning was given
@@ -463,12 +469,7 @@ class _Handlers:
         if snapshot[0] is self.version:
             return snapshot[1]
         version = self.version  # read before the dict: a later change makes it stale
-        # With the GIL, tuple(values()) is one atomic step.  Free-threaded, an
-        # iteration over a dict that another thread changes may skip entries
-        # (a resize moves them); list(values()) copies under the dict's lock
-        # and, unlike dict.copy(), compares no keys (no __eq__ runs).
-        values = self.registrations.values()
-        entries = tuple(list(values)) if _FREE_THREADED else tuple(values)
+        entries = tuple(_copy_values(self.registrations))
         self.snapshot = (version, entries)
         return entries
 
@@ -639,7 +640,7 @@ class EmitterCore:
         """Remove every handler of ``event``, or of every event if it is None."""
         registry = self.__livekit_events__
         if event is None:
-            targets = list(registry.values())
+            targets = _copy_values(registry)
         else:
             handlers = registry.get(event)
             targets = [handlers] if handlers is not None else []
@@ -784,14 +785,16 @@ def _depth_of_caller() -> int:
 
 
 def _in_order(emitter: EmitterCore) -> List[Tuple[Any, _Handlers]]:
-    return sorted(emitter.__livekit_events__.items(), key=lambda item: item[1].since)
+    # (event, handlers) pairs, in the order the events last got a first handler.
+    in_order = sorted(_copy_values(emitter.__livekit_events__), key=lambda h: h.since)
+    return [(handlers.event, handlers) for handlers in in_order]
 
 
 def _handlers(emitter: EmitterCore, event: Any) -> _Handlers:
     registry: Dict[Any, _Handlers] = emitter.__livekit_events__
     handlers = registry.get(event)
     if handlers is None:
-        handlers = registry.setdefault(event, _Handlers())
+        handlers = registry.setdefault(event, _Handlers(event))
     return handlers
 
 
