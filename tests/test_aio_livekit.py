@@ -62,7 +62,7 @@ def mode(request: pytest.FixtureRequest) -> str:
             f"livekit_events._core_{'c' if request.param == 'compiled' else 'py'}"
         )
         _livekit._install(core)
-        assert rtc.Room.emit is core.livekit_emit
+        assert rtc.Room.emit is _livekit._dispatcher(core).livekit_emit
     return request.param
 
 
