@@ -177,14 +177,23 @@ def extensions():
     if CYTHON_TRACE:
         directives["linetrace"] = True
         macros.append(("CYTHON_TRACE_NOGIL", "1"))
+    headers = [f"src/livekit_events/{h}" for h in ("_compat.h", "_arity.h", "_registry.h", "_walk.h")]
     return cythonize(
         [
+            # The core: the registry and emit.
             Extension(
                 "livekit_events._core_c",
                 ["src/livekit_events/_core_c.pyx"],
-                depends=[f"src/livekit_events/{h}" for h in ("_compat.h", "_arity.h", "_registry.h", "_walk.h")],
+                depends=headers,
                 define_macros=macros,
-            )
+            ),
+            # install()'s dispatcher for livekit.rtc.EventEmitter.
+            Extension(
+                "livekit_events._livekit_emit_c",
+                ["src/livekit_events/_livekit_emit_c.pyx"],
+                depends=headers,
+                define_macros=macros,
+            ),
         ],
         compiler_directives=directives,
     )

@@ -73,8 +73,8 @@ def _room_and_emit(adapter: Any) -> Tuple[Any, Callable[..., Any], Callable[[], 
         _livekit._install(core)
         try:
             emit = room.emit
-            if emit.__func__ is not core.livekit_emit:
-                raise RuntimeError("install() did not put the core's emit on Room")
+            if emit.__func__ is not _livekit._dispatcher(core).livekit_emit:
+                raise RuntimeError("install() did not put the core's dispatcher on Room")
         finally:
             livekit_events.uninstall()
     return room, emit, loop.close

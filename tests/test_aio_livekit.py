@@ -59,7 +59,7 @@ def mode(impl: Any) -> str:
     """livekit's class as shipped, or after install() over one of our cores."""
     if impl.core is not None:
         _livekit._install(impl.core)
-        assert rtc.Room.emit is impl.core.livekit_emit
+        assert rtc.Room.emit is _livekit._dispatcher(impl.core).livekit_emit
     return str(impl.name)
 
 

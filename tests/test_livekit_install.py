@@ -64,6 +64,15 @@ LkEmitter = rtc.EventEmitter
 ORIGINAL = {name: LkEmitter.__dict__[name] for name in ("__init__", "emit", "on", "once", "off")}
 
 
+def _core(name: str) -> types.ModuleType:
+    return import_core(name)
+
+
+def _dispatcher(name: str) -> types.ModuleType:
+    """The module whose ``livekit_emit`` install() uses with that core."""
+    return _livekit._dispatcher(_core(name))
+
+
 @pytest.fixture(autouse=True)
 def _restore_livekit() -> Iterator[None]:
     """Every test starts and ends with livekit's own methods in place."""
@@ -132,7 +141,7 @@ def failures(caplog: pytest.LogCaptureFixture) -> List[logging.LogRecord]:
 
 def test_install_replaces_emit_and_once_and_uninstall_restores_them() -> None:
     livekit_events.install()
-    core = import_core(livekit_events.IMPLEMENTATION)
+    core = _dispatcher(livekit_events.IMPLEMENTATION)
     assert LkEmitter.__dict__["emit"] is core.livekit_emit
     assert rtc.Room.emit is core.livekit_emit  # inherited by Room
     assert LkEmitter.__dict__["once"] is not ORIGINAL["once"]
@@ -152,11 +161,11 @@ def test_install_replaces_emit_and_once_and_uninstall_restores_them() -> None:
 def test_public_install_uses_the_compiled_core_when_built() -> None:
     if livekit_events.IMPLEMENTATION != "compiled":
         pytest.fail("the compiled core is expected to be active")
-    from livekit_events import _core_c
+    from livekit_events import _livekit_emit_c
 
     livekit_events.install()
-    assert rtc.Room.emit is _core_c.livekit_emit
-    assert type(_core_c.livekit_emit).__name__ == "cython_function_or_method"
+    assert rtc.Room.emit is _livekit_emit_c.livekit_emit
+    assert type(_livekit_emit_c.livekit_emit).__name__ == "cython_function_or_method"
     assert _livekit.installed_core() == "compiled"
 
 
@@ -261,7 +270,7 @@ def test_subclasses_overriding_emit_on_once_off_are_not_refused_and_are_reported
         pass
 
     report = livekit_events.install()
-    assert LkEmitter.__dict__["emit"] is import_core(livekit_events.IMPLEMENTATION).livekit_emit
+    assert LkEmitter.__dict__["emit"] is _dispatcher(livekit_events.IMPLEMENTATION).livekit_emit
     entries = {cls: report.get(cls) for cls in (LkEmitter, rtc.Room, Recording, Own, Kept, Deeper)}
     assert {cls: (e.emit, e.through_core) for cls, e in entries.items() if e} == {
         LkEmitter: ("core", True),
@@ -367,8 +376,8 @@ def test_without_livekit_install_raises_import_error(monkeypatch: pytest.MonkeyP
 
 def test_switching_cores_reinstalls_cleanly() -> None:
     _livekit._install(_core_py)
-    assert LkEmitter.__dict__["emit"] is _core_py.livekit_emit
-    _livekit._install(import_core("compiled") if livekit_events.IMPLEMENTATION == "compiled" else _core_py)
+    assert LkEmitter.__dict__["emit"] is _dispatcher("pure").livekit_emit
+    _livekit._install(_core("compiled") if livekit_events.IMPLEMENTATION == "compiled" else _core_py)
     livekit_events.uninstall()
     assert LkEmitter.__dict__["emit"] is ORIGINAL["emit"]
 
@@ -422,17 +431,17 @@ def test_room_created_and_wired_before_install_goes_through_the_core(
     handler = got.append
     room.on("participant_connected", handler)  # before install
     feed(room, participant_connected("bob"))
-    module = import_core(core)
+    module = _dispatcher(core)
     before = module.livekit_snapshot_count()
-    _livekit._install(module)
+    _livekit._install(_core(core))
     assert type(room).emit is module.livekit_emit
     counter = SignatureCounter(monkeypatch, [handler])
     for name in ("carol", "dave", "erin"):
         feed(room, participant_connected(name))
     assert [p.identity for p in got] == ["bob", "carol", "dave", "erin"]
     assert counter.count == 1  # read once, by the core: livekit would read it 3 times
-    # The core's own per-emitter state now holds this Room: only its
-    # dispatcher creates it.
+    # The dispatcher's own per-emitter state now holds this Room: only its
+    # emit creates it.
     assert module.livekit_snapshot_count() == before + 1
 
 
@@ -1007,8 +1016,8 @@ def test_nested_changes_during_emit(mode: str, emitter: Any) -> None:
 
 @pytest.mark.parametrize("core", [pytest.param("compiled", marks=pytest.mark.c_extension), "pure"])
 def test_snapshots_keep_nothing_alive(core: str, loop: asyncio.AbstractEventLoop) -> None:
-    module = import_core(core)
-    _livekit._install(module)
+    module = _dispatcher(core)
+    _livekit._install(_core(core))
     gc.collect()
     start = module.livekit_snapshot_count()
 
@@ -1084,7 +1093,7 @@ def test_uninstall_forgets_snapshots() -> None:
     emitter = LkEmitter()
     emitter.on("e", lambda: None)
     emitter.emit("e")
-    core = import_core(livekit_events.IMPLEMENTATION)
+    core = _dispatcher(livekit_events.IMPLEMENTATION)
     assert core.livekit_snapshot_count() >= 1
     livekit_events.uninstall()
     assert core.livekit_snapshot_count() == 0

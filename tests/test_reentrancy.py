@@ -148,6 +148,7 @@ _TAMPERED = r"""
 import gc, sys
 from support import import_core
 core = import_core("compiled")
+import livekit_events._livekit_emit_c as dispatcher
 from livekit_events._emitter import emitter_class_for
 
 outcomes = {}
@@ -177,16 +178,16 @@ attempt("copy", lambda: __import__("copy").copy(em))
 # Module-level helpers given what they were never meant to get.
 attempt("_since_empty", lambda: core._since(()))
 attempt("_since_int", lambda: core._since((None, 1)))
-attempt("snapshot_short_keys", lambda: core._LivekitSnapshot((), [(None, 0, 0)] * 5))
-attempt("snapshot_bad_arity", lambda: core._LivekitSnapshot((print,), [(None, -7, 0)]))
-attempt("snapshot_bad_kind", lambda: core._LivekitSnapshot((print,), [(None, 1, 99)]))
+attempt("snapshot_short_keys", lambda: dispatcher._LivekitSnapshot((), [(None, 0, 0)] * 5))
+attempt("snapshot_bad_arity", lambda: dispatcher._LivekitSnapshot((print,), [(None, -7, 0)]))
+attempt("snapshot_bad_kind", lambda: dispatcher._LivekitSnapshot((print,), [(None, 1, 99)]))
 class Fake:
     def __init__(self):
         self._events = {"e": {(lambda *a: None): None for _ in range(5)}}
-real = core.lk_describe_all
-core.lk_describe_all = lambda keys, previous: []
-attempt("livekit_emit_short_arities", lambda: core.livekit_emit(Fake(), "e", 1))
-core.lk_describe_all = real
+real = dispatcher.lk_describe_all
+dispatcher.lk_describe_all = lambda keys, previous: []
+attempt("livekit_emit_short_arities", lambda: dispatcher.livekit_emit(Fake(), "e", 1))
+dispatcher.lk_describe_all = real
 print(outcomes)
 """
 

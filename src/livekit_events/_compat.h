@@ -36,7 +36,7 @@
 
 /* The exception that is set, normalised and with its traceback, as a new
    reference; the error indicator is cleared.  Called only when one is set. */
-static PyObject *lke_fetch_exception(void) {
+static LKE_INLINE PyObject *lke_fetch_exception(void) {
 #if PY_VERSION_HEX >= 0x030C0000
     return PyErr_GetRaisedException();
 #else
@@ -82,7 +82,7 @@ static LKE_INLINE PyObject *lke_dict_get(PyObject *dict, PyObject *key, PyObject
 
 /* Whether the weak reference `ref` refers to `obj`, a live object other
    than None.  The referent is compared, never used. */
-static int lke_weakref_is(PyObject *ref, PyObject *obj) {
+static LKE_INLINE int lke_weakref_is(PyObject *ref, PyObject *obj) {
 #if PY_VERSION_HEX >= 0x030D0000
     PyObject *target = NULL;
     int found = PyWeakref_GetRef(ref, &target);
@@ -99,7 +99,7 @@ static int lke_weakref_is(PyObject *ref, PyObject *obj) {
 }
 
 /* The referent of a weak reference, as a new reference; NULL if dead. */
-static PyObject *lke_weak_get(PyObject *ref) {
+static LKE_INLINE PyObject *lke_weak_get(PyObject *ref) {
 #if PY_VERSION_HEX >= 0x030D0000
     PyObject *obj = NULL;
     if (PyWeakref_GetRef(ref, &obj) <= 0) {

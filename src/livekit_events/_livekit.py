@@ -3,8 +3,9 @@
 ``install()`` replaces two methods of ``livekit.rtc.EventEmitter`` (so of
 ``Room`` and every other subclass, instances that already exist included):
 
-* ``emit`` becomes ``livekit_emit`` from the active core (``_core_c`` when it
-  is built, else the pure twin ``_core_py``): livekit's semantics, with each
+* ``emit`` becomes ``livekit_emit`` from the dispatcher that goes with the
+  active core (``_livekit_emit_c`` with the compiled core ``_core_c``, else
+  the pure twin ``_livekit_emit_py``): livekit's semantics, with each
   handler's signature read once per registration instead of on every emit.
 * ``once`` becomes a copy of livekit's ``once`` whose wrapper fires at most
   once (livekit's can fire twice when an emit nests inside another emit).
@@ -126,17 +127,19 @@ class InstallReport:
 
 
 class _Installed:
-    __slots__ = ("cls", "core", "originals", "replacements")
+    __slots__ = ("cls", "core", "dispatcher", "originals", "replacements")
 
     def __init__(
         self,
         cls: type,
         core: ModuleType,
+        dispatcher: ModuleType,
         originals: Dict[str, Callable[..., Any]],
         replacements: Dict[str, Callable[..., Any]],
     ) -> None:
         self.cls = cls
         self.core = core
+        self.dispatcher = dispatcher
         self.originals = originals
         self.replacements = replacements
 
@@ -172,6 +175,22 @@ def _active_core() -> ModuleType:
 
     name = "_core_c" if IMPLEMENTATION == "compiled" else "_core_py"
     return importlib.import_module(f"{__package__}.{name}")
+
+
+#: The dispatcher module that goes with each core.
+_DISPATCHERS = {"_core_c": "_livekit_emit_c", "_core_py": "_livekit_emit_py"}
+
+
+def _dispatcher(core: ModuleType) -> ModuleType:
+    """The module whose ``livekit_emit`` install() uses with ``core``."""
+    name = _DISPATCHERS[core.__name__.rpartition(".")[2]]
+    try:
+        return importlib.import_module(f"{__package__}.{name}")
+    except ImportError as exc:
+        raise ImportError(
+            f"livekit_events.{name}, install()'s dispatcher for {core.__name__}, can't be "
+            f"imported ({exc}): a stale or partial build? Rebuild livekit_events"
+        ) from exc
 
 
 def _import_livekit() -> ModuleType:
@@ -354,7 +373,7 @@ def _make_once(original: Any, probe: _Probe) -> Any:
             pending = [True]
 
             def once_callback(*args: Any, **kwargs: Any) -> None:
-                # FIX: list.pop is atomic, so a nested emit (or another
+                # list.pop is atomic, so a nested emit (or another
                 # thread) that already fired this registration makes the
                 # outer emit skip it instead of firing it a second time.
                 try:
@@ -414,19 +433,18 @@ def _install(core: ModuleType) -> None:
             if _installed.cls is cls and _installed.core is core and _is_intact(_installed):
                 return  # already installed
             _uninstall()
-        if not hasattr(core, "livekit_emit"):
-            raise ImportError(
-                f"{core.__name__} has no livekit_emit: a stale build of the compiled core? "
-                "Rebuild livekit_events"
-            )
+        dispatcher = _dispatcher(core)
         probe = _check(module, cls)
         originals = {"emit": cls.__dict__["emit"], "once": cls.__dict__["once"]}
-        replacements = {"emit": core.livekit_emit, "once": _make_once(originals["once"], probe)}
-        core.livekit_reset()
+        replacements = {
+            "emit": dispatcher.livekit_emit,
+            "once": _make_once(originals["once"], probe),
+        }
+        dispatcher.livekit_reset()
         _livekit_common.legacy_once_code = probe.once_code
         for name, function in replacements.items():
             setattr(cls, name, function)
-        _installed = _Installed(cls, core, originals, replacements)
+        _installed = _Installed(cls, core, dispatcher, originals, replacements)
 
 
 def install_report() -> Optional[InstallReport]:
@@ -479,7 +497,7 @@ def _describe(cls: type, state: _Installed) -> EmitterClass:
             continue
         function = klass.__dict__["emit"]
         if function is state.replacements["emit"]:
-            decided = True  # the core's emit itself
+            decided = True  # the dispatcher's emit itself
         elif function is state.originals["emit"]:
             emit, decided = "livekit", True
         elif type(function) is types.FunctionType and _calls_super(function):
@@ -518,7 +536,7 @@ def _uninstall() -> None:
             replaced_since.append(name)
     _installed = None
     _livekit_common.legacy_once_code = None
-    state.core.livekit_reset()
+    state.dispatcher.livekit_reset()
     if replaced_since:
         warnings.warn(
             f"livekit_events.uninstall(): EventEmitter.{', '.join(replaced_since)} was replaced "

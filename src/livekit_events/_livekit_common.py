@@ -1,7 +1,7 @@
 """Cold path of the dispatcher that ``install()`` puts on ``livekit.rtc.EventEmitter``.
 
-The hot loop is ``livekit_emit`` at the end of ``_core_c.pyx`` (twin: the end
-of ``_core_py.py``).  What runs here runs when an emitter's handlers for an
+The hot loop is ``livekit_emit`` in ``_livekit_emit_c.pyx`` (pure twin:
+``_livekit_emit_py.py``).  What runs here runs when an emitter's handlers for an
 event have changed since its last emit (reading the new handlers' arity), when
 a handler fails, or for the rare handlers whose arity can't be cached.
 
@@ -90,7 +90,7 @@ def lk_describe(callback: Any) -> Entry:
     try:
         signature = read_signature(callback)
     except ValueError:
-        accepted = LK_ALL  # FIX: no readable signature: called with every argument
+        accepted = LK_ALL  # no readable signature: called with every argument
     except Exception:
         return ref, LK_ALL, LK_SLOW  # livekit's failure, reproduced at its turn
     else:
@@ -136,7 +136,7 @@ def lk_call_slow(event: Any, callback: Any, args: Tuple[Any, ...]) -> None:
         try:
             signature: Optional[inspect.Signature] = read_signature(callback)
         except ValueError:
-            signature = None  # FIX: no readable signature: every argument
+            signature = None  # no readable signature: every argument
         if signature is None:
             callback(*args)
         else:
