@@ -285,6 +285,16 @@ def freethreaded(session: nox.Session) -> None:
                 )
 
 
+@nox.session(default=False)
+def valgrind(session: nox.Session) -> None:
+    """Memory safety under valgrind memcheck: scripts/valgrind.sh (QUICK=1: short).
+
+    Needs valgrind on the machine (apt-get install valgrind)."""
+    _install(session, groups=("test",))
+    python = Path(session.virtualenv.location) / "bin" / "python"
+    session.run("bash", "scripts/valgrind.sh", env={"PYTHON": str(python)}, external=True)
+
+
 # --------------------------------------------------------------------------
 # The livekit releases install() supports, resolved from PyPI at run time
 # (no pinned versions)
