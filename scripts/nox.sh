@@ -7,7 +7,7 @@
 NOX_VENV="${NOX_VENV:-.venv-nox}"
 NOX="$NOX_VENV/bin/nox"
 nox_pin="$(sed -n 's/^nox = \["nox==\([^"]*\)"\]$/\1/p' pyproject.toml)"
-if [ "$("$NOX" --version 2>/dev/null)" != "$nox_pin" ]; then
+if [ "$("$NOX" --version 2>&1)" != "$nox_pin" ]; then
     echo "bootstrapping nox $nox_pin into $NOX_VENV" >&2
     nox_python=""
     for candidate in ${NOX_PYTHON:-} python3 python3.13 python3.12 python3.11 python3.10; do
