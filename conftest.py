@@ -54,11 +54,21 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[p
     return collector
 
 
+def _have_livekit() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("livekit") is not None
+
+
 def pytest_collection_modifyitems(items: "list[pytest.Item]") -> None:
+    no_livekit = None if _have_livekit() else pytest.mark.skip(reason="livekit is not installed")
     for item in items:
         if _is_doc(Path(str(item.path))):
             # pytest-run-parallel: run these once, not in a thread pool.
             item._parallel_custom_item = True  # type: ignore[attr-defined]
+            code = str(getattr(item, "code", ""))
+            if no_livekit and ("install()" in code or "from livekit " in code):
+                item.add_marker(no_livekit)  # install() needs livekit (a separate install)
 
 
 def _doc_room() -> Any:

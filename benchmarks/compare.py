@@ -18,11 +18,14 @@ short interleaved batches is the estimate they disturb least (timeit's
 advice); results.json keeps the medians, the medians of per-round ratios
 and, with --raw, every round.
 
-Prints a Markdown table and the targets of issues 3 and 10 (met or missed),
-writes ``results.md``, ``results.json``, ``fanout.png`` (ns per emit against
-fan-out, log scales) and ``scaling.png`` (ns per ``on``/``off`` against the
-number of handlers registered, log scales) to ``benchmarks/results/`` (a
-partial run: ``build/bench-results/``; or ``--output``).
+Prints a Markdown table and the targets (met or missed), and writes
+``results.md``, ``results.json``, ``fanout.png`` (ns per emit against fan-out,
+log scales) and ``scaling.png`` (ns per ``on``/``off`` against the number of
+handlers registered, log scales) to a new directory,
+``build/bench-results/<UTC time>/`` (or ``--output``).  The committed
+``benchmarks/results/`` is updated from a full run only when asked
+(``bash scripts/bench.sh --update-results``); a partial run (``--quick``,
+``--only``, ``--max-handlers``) is refused there.
 
 The registration-scaling scenarios (``scenarios_scaling.py``, ``scale-*``)
 build emitters with up to 100,000 handlers; ``--max-handlers N`` leaves out
@@ -42,6 +45,8 @@ import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: The results the docs show, updated from a full run only when asked.
+COMMITTED_RESULTS = os.path.join(HERE, "results")
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
@@ -248,7 +253,7 @@ def table(results: Dict[str, Dict[str, Any]], present: List[str]) -> str:
 
 
 def targets(results: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional[bool]]]:
-    """(target, measured, met) for issue 3's targets, from this run's results."""
+    """(target, measured, met) for the emit and registration targets, from this run's results."""
     out: List[Tuple[str, str, Optional[bool]]] = []
 
     def x_floor(name: str, key: str = "compiled") -> Optional[float]:
@@ -321,7 +326,7 @@ def targets(results: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
     return out
 
 
-# -- registration scaling (issue 10) ---------------------------------------------------
+# -- registration scaling ------------------------------------------------------------
 
 #: Per-operation cost at SCALING_TOP handlers at most SCALING_LIMIT times that
 #: at SCALING_BASE; compiled at most SCALING_LIMIT times livekit's at every size.
@@ -354,7 +359,7 @@ def _ns(res: Optional[Dict[str, Any]], key: str) -> Optional[float]:
 
 
 def scaling_targets(results: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional[bool]]]:
-    """(target, measured, met) for issue 10's registration-scaling targets."""
+    """(target, measured, met) for the registration-scaling targets."""
     sc = _scaling_module()
     data = scaling_results(results)
     top, base = sc.size_label(SCALING_TOP), sc.size_label(SCALING_BASE)
@@ -548,7 +553,7 @@ def scaling_report(results: Dict[str, Dict[str, Any]]) -> List[str]:
         if sc.layout(n)[0] > 1
     ]
     return [
-        "Registration scaling (`scale-*`, issue 10): ns per operation with that many "
+        "Registration scaling (`scale-*`): ns per operation with that many "
         "handlers on one event, best round; `off` removes the oldest handler (the table "
         "above also has `off-newest` and `rotate`); set-up: registering the handlers with "
         "`on`, once per implementation and size"
@@ -561,7 +566,7 @@ def scaling_report(results: Dict[str, Dict[str, Any]]) -> List[str]:
 
 
 def detection_information(results: Dict[str, Dict[str, Any]]) -> List[str]:
-    """What slow-handler detection adds per handler call (issue 13: aim ≤ 60 ns),
+    """What slow-handler detection adds per handler call (aim: ≤ 60 ns),
     from slow-detect-10 against fanout-10 in the same run."""
     lines = []
     for key, label in (("compiled", "compiled"), ("pure", "pure twin")):
@@ -638,8 +643,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--only", help="comma-separated scenario names or globs")
     parser.add_argument(
         "--output",
-        help="results directory (default: benchmarks/results for a full run; build/bench-results "
-        "for --quick or --only, so a partial run never replaces the committed results)",
+        help="results directory (default: a new build/bench-results/<UTC time>/)",
     )
     parser.add_argument(
         "--max-handlers",
@@ -653,13 +657,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--raw", action="store_true", help="keep every round's time in results.json"
     )
     args = parser.parse_args(argv)
+    partial = bool(args.quick or args.only or args.max_handlers is not None)
     if args.output is None:
-        partial = args.quick or args.only
-        args.output = (
-            os.path.join(os.path.dirname(HERE), "build", "bench-results")
-            if partial
-            else os.path.join(HERE, "results")
-        )
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        args.output = os.path.join(os.path.dirname(HERE), "build", "bench-results", stamp)
+    elif partial and os.path.realpath(args.output) == os.path.realpath(COMMITTED_RESULTS):
+        raise SystemExit(f"a partial run never replaces the committed results in {COMMITTED_RESULTS}")
     rounds = args.rounds or (7 if args.quick else 101)
     batch_ns = (args.batch_ms or (0.5 if args.quick else 1.0)) * 1e6
 
@@ -802,7 +805,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             table(results, present),
             "",
             *scaling_report(results),
-            "Targets (issues 3 and 10):",
+            "Targets:",
             "",
             targets_markdown(rows),
             "",
@@ -822,6 +825,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             {
                 "machine": machine,
                 "command": command,
+                "partial": partial,
                 "rounds": rounds,
                 "batch_ms": batch_ns / 1e6,
                 "versions": {a.key: (a.version if a.available else None) for a in adapters},

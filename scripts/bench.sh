@@ -1,73 +1,55 @@
 #!/usr/bin/env bash
 # Benchmark livekit_events against livekit's EventEmitter, psygnal, pyee,
-# blinker and a compiled floor.  Does all the set-up on a fresh machine: makes
-# a fresh virtualenv (default .venv-bench, or $VENV), builds and installs the
-# package with its compiled core required (non-editable, so the installed
-# wheel is what gets timed) and the `bench` extra, builds the floor extension,
-# then runs the comparison (benchmarks/compare.py: table, targets, plot in
-# benchmarks/results/), then the thread benchmark (benchmarks/bench_threads.py:
-# thread scaling against the floor's, and sustained emit rates and RSS with
-# two emitting threads and a writer), on this interpreter and, when one is
-# found ($FT_PYTHON, python3.13t on PATH, or the one
-# scripts/build-freethreaded-python.sh caches), on free-threaded 3.13t with
-# the GIL off.  The thread figures go to build/bench-results/threads-*.json.
+# blinker and a compiled floor.
 #
-#   bash scripts/bench.sh                 # full comparison (a few minutes)
-#   bash scripts/bench.sh --quick         # smoke run (writes build/bench-results/)
+#   bash scripts/bench.sh                   # the full comparison (about 10 minutes, plus the install)
+#   bash scripts/bench.sh --quick           # smoke run (a minute or two, plus the install)
+#   bash scripts/bench.sh --update-results  # the full comparison, then copy it into benchmarks/results/
 #   bash scripts/bench.sh [compare.py options...]   e.g. --only 'fanout-*' --rounds 81
 #                                   or --max-handlers 30000 (registration-scaling sizes)
 #   bash scripts/bench.sh pytest [pytest args...]   # the pytest-benchmark suites instead
 #
-# PYTHON picks the interpreter (default: python3).  REUSE_VENV=1 keeps an
-# existing $VENV (reinstalling the package) instead of recreating it.
+# It runs nox's `bench` and `bench_ft` sessions (noxfile.py), bootstrapping nox
+# into .venv-nox first if needed (scripts/nox.sh).  `bench` makes a virtualenv
+# under .nox/ with the `bench` dependency group, installs the package with its
+# compiled core required (not editable, so the installed build is what gets
+# timed), builds the floor extension, runs benchmarks/compare.py (table,
+# targets, plots) and the thread benchmark (benchmarks/bench_threads.py);
+# `bench_ft` runs the thread benchmark again on free-threaded CPython 3.13t
+# with the GIL off, when one is found ($FT_PYTHON, python3.13t on PATH, or the
+# one scripts/build-freethreaded-python.sh caches).
+#
+# Every run writes to a new directory, build/bench-results/<UTC time>/ (git
+# ignores build/).  The committed benchmarks/results/ changes only with
+# --update-results (nox's `bench_publish` session), and only from a full run.
+# REUSE_VENV=1 keeps the benchmark virtualenvs (reinstalling the package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/nox.sh
 
-PYTHON="${PYTHON:-python3}"
-VENV="${VENV:-.venv-bench}"
-
-if [ -z "${REUSE_VENV:-}" ] || [ ! -x "$VENV/bin/python" ]; then
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+update=""
+args=()
+for arg in "$@"; do
+    if [ "$arg" = "--update-results" ]; then update=1; else args+=("$arg"); fi
+done
+nox_args=(--no-error-on-missing-interpreters)
+[ -z "${REUSE_VENV:-}" ] || nox_args+=(--reuse-venv=yes)
+LIVEKIT_EVENTS_BENCH_DIR="build/bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
+export LIVEKIT_EVENTS_BENCH_DIR
+sessions=(bench bench_ft)
+[ -z "$update" ] || sessions+=(bench_publish)
+if [ -n "$update" ]; then
+    for arg in ${args[@]+"${args[@]}"}; do
+        case "$arg" in
+            --quick|--only*|--max-handlers*)
+                echo "bench.sh: --update-results takes a full run, not $arg" >&2
+                exit 2 ;;
+        esac
+    done
 fi
-# Fail the install, not the benchmark, if the extension doesn't build.
-export LIVEKIT_EVENTS_REQUIRE_EXTENSIONS=1
-"$VENV/bin/python" -m pip install --quiet ".[bench]"
-if [ -n "${REUSE_VENV:-}" ]; then
-    # The version didn't change: make pip rebuild from the current sources.
-    "$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps .
+if [ "${args[0]:-}" = "pytest" ]; then
+    [ -z "$update" ] || { echo "bench.sh: --update-results needs a comparison run, not pytest" >&2; exit 2; }
+    sessions=(bench)
 fi
-
-# Run from benchmarks/ as scripts (never `python -m` from the repository
-# root), so the source tree can't shadow the installed package.
-"$VENV/bin/python" benchmarks/build_floor.py >/dev/null
-if [ "${1:-}" = "pytest" ]; then
-    shift
-    exec "$VENV/bin/pytest" benchmarks/ "$@"
-fi
-"$VENV/bin/python" benchmarks/compare.py "$@"
-
-quick=""
-for arg in "$@"; do [ "$arg" = "--quick" ] && quick="--quick"; done
-mkdir -p build/bench-results
-results="$(pwd)/build/bench-results"
-venv_python="$(cd "$VENV" && pwd)/bin/python"
-(cd benchmarks && "$venv_python" bench_threads.py $quick --json "$results/threads-gil.json")
-
-ft="${FT_PYTHON:-}"
-[ -n "$ft" ] || ft="$(command -v python3.13t || true)"
-[ -n "$ft" ] || ft="$HOME/.cache/freethreaded-python/3.13t/bin/python3.13t"
-if [ -x "$ft" ]; then
-    FT_VENV="${FT_VENV:-.venv-bench-ft}"
-    rm -rf "$FT_VENV"
-    "$ft" -m venv "$FT_VENV"
-    "$FT_VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$FT_VENV/bin/python" -m pip install --quiet --only-binary :all: "Cython>=3.1,<4" "setuptools>=64"
-    "$FT_VENV/bin/python" -m pip install --quiet --no-deps .
-    ft_python="$(cd "$FT_VENV" && pwd)/bin/python"
-    (cd benchmarks && "$ft_python" bench_threads.py $quick --json "$results/threads-ft.json")
-else
-    echo "(no free-threaded CPython found: set FT_PYTHON, or build one with" \
-         "bash scripts/build-freethreaded-python.sh)"
-fi
+echo "scripts/bench.sh: $NOX -s ${sessions[*]} (results: $LIVEKIT_EVENTS_BENCH_DIR)" >&2
+exec "$NOX" "${nox_args[@]}" -s "${sessions[@]}" -- ${args[@]+"${args[@]}"}

@@ -9,15 +9,22 @@
 #   bash scripts/valgrind.sh            # about 15 minutes on a 2-core box
 #   QUICK=1 bash scripts/valgrind.sh    # the edge tests and the registry workload (a few minutes)
 #
-# Builds nothing: it uses the interpreter in $PYTHON (default .venv/bin/python)
-# with livekit_events (compiled core) installed or built in place.  Logs go to
-# $VALGRIND_OUT (default build/valgrind/).  Exit status 1 if there is any invalid
+# Builds nothing: it uses the interpreter in $PYTHON, with livekit_events
+# (compiled core) and the `test` dependency group installed.  nox's `valgrind`
+# session (noxfile.py) makes that venv and runs this script with it:
+#   .venv-nox/bin/nox -s valgrind        (QUICK=1 works there too)
+# Logs go to $VALGRIND_OUT (default build/valgrind/).  Exit status 1 if there is any invalid
 # read, write or free, or any error or definitely-lost block attributable to
 # _core_c.  Needs valgrind (3.19 tested).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-.venv/bin/python}"
+PYTHON="${PYTHON:-}"
+if [ -z "$PYTHON" ]; then
+    echo "valgrind.sh: set PYTHON to an interpreter with the compiled core installed," \
+         "or run: nox -s valgrind" >&2
+    exit 2
+fi
 OUT="${VALGRIND_OUT:-build/valgrind}"
 SUPP="scripts/valgrind-python.supp"
 mkdir -p "$OUT"
