@@ -1,6 +1,6 @@
 """The code blocks of README.md and docs/*.md, run as tests.
 
-pytest-markdown-docs (in the ``test`` extra) runs every ```` ```python ````
+pytest-markdown-docs (in the ``test-runner`` dependency group) runs every ```` ```python ````
 block; a block marked ```` ```python notest ```` is a fragment and is not run.
 ``testpaths`` in pyproject.toml lists README.md and docs/, so a plain
 ``pytest`` from the repository root runs them.  Only these Markdown files are

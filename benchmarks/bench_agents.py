@@ -11,7 +11,7 @@ livekit's own ``EventEmitter.emit`` 1,000 events ran (a profile hook: 1,000
 stock, 0 installed) and the time per event, best of R rounds of N events.
 
 Needs ``livekit-agents`` (it pins its own livekit release, so it is not in
-the ``bench`` extra): ``pip install livekit-agents`` next to this package.
+the ``bench`` dependency group): ``pip install livekit-agents`` next to this package.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ compiled core, and after ``install()`` with the pure-Python twin:
   per-event cost an app pays, livekit's own bookkeeping included.  The same
   feed into a Room without handlers gives that bookkeeping alone (the floor).
 
-Needs the ``livekit`` package (the ``bench`` extra).  ``run()`` returns the
+Needs the ``livekit`` package (in the ``bench`` dependency group).  ``run()`` returns the
 figures as a dict for other tools; ``main()`` prints them.
 """
 

@@ -4,7 +4,8 @@
 
 ``compare.py`` and the pytest suites call ``ensure_floor()``, which builds it
 when it is missing or older than its source, so a fresh clone needs no manual
-step.  Needs Cython, setuptools and a C compiler (the ``bench`` extra).
+step.  Needs Cython, setuptools and a C compiler (in the ``bench`` dependency
+group).
 """
 
 from __future__ import annotations

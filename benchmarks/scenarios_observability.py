@@ -1,4 +1,4 @@
-"""Issue 13's scenarios: weak registrations and slow-handler detection.
+"""Scenarios for weak registrations and slow-handler detection.
 
 * ``weak-10``: emit to 10 bound methods of 10 live objects, registered weakly
   (``on(event, obj.method, weak=True)``; psygnal and blinker hold bound

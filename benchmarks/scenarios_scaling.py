@@ -1,4 +1,4 @@
-"""Registration scaling (issue 10): what one ``on`` or ``off`` costs with N
+"""Registration scaling: what one ``on`` or ``off`` costs with N
 handlers already registered on one event, N = 10, 100, 1k, 30k, 100k.
 
 Each scenario is one operation (``mode``) at one size:

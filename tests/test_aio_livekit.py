@@ -18,7 +18,8 @@ import pytest
 
 rtc = pytest.importorskip(
     "livekit.rtc",
-    reason="the livekit package is not installed (it is in the `test` extra)",
+    reason="the livekit package is not installed (pip install livekit, or the `test` "
+    "dependency group: pip install --group test)",
 )
 
 import livekit_events  # noqa: E402

@@ -31,8 +31,8 @@ import pytest
 
 pytest.importorskip(
     "livekit.rtc",
-    reason="the livekit package is not installed (it is in the `test` extra: "
-    "pip install 'livekit-events[test]'); .ci/run installs it",
+    reason="the livekit package is not installed (pip install livekit, or the `test` "
+    "dependency group: pip install --group test)",
 )
 
 import livekit_events  # noqa: E402

@@ -4,8 +4,9 @@ An agent app imports ``livekit.agents`` first and calls ``install()`` after
 (so do livekit-agents' job processes, which import it before the app's
 module): this module imports it at the top, before any test calls
 ``install()``.  Skipped, with the reason, where livekit-agents isn't installed
-(it isn't in the ``test`` extra: it pins one livekit release; ``.ci/run``'s
-livekit-versions step installs the newest from PyPI, with the livekit it pins).
+(it isn't in the ``test`` dependency group: it pins one livekit release; nox's
+``livekit(1.1)`` session installs the newest from PyPI, with the livekit it
+pins).
 
 The proof that dispatch goes through the core, not just that a flag is set:
 no Python frame of livekit's original ``EventEmitter.emit`` runs (a profile
@@ -35,8 +36,9 @@ from support import import_core
 
 agents = pytest.importorskip(
     "livekit.agents",
-    reason="livekit-agents is not installed (it pins its own livekit release, so it is not "
-    "in the `test` extra); .ci/run's livekit-versions step installs the newest from PyPI",
+    reason="livekit-agents is not installed (pip install livekit-agents; it pins its own "
+    "livekit release, so it is not in the `test` dependency group); nox -s 'livekit(1.1)' "
+    "installs the newest from PyPI",
 )
 
 from livekit import rtc  # noqa: E402

@@ -1,7 +1,7 @@
 """``livekit_events.install()``: livekit.rtc's own emitters through our core.
 
-Against the real ``livekit`` package from PyPI (the ``test`` extra; .ci/run
-installs it).  Every behaviour check runs in three modes:
+Against the real ``livekit`` package from PyPI (in the ``test`` dependency
+group; the nox sessions install it).  Every behaviour check runs in three modes:
 
 * ``livekit``: livekit's class as shipped (no install), the reference;
 * ``compiled``: after install() with the compiled core;
@@ -34,8 +34,8 @@ from support import import_core
 
 rtc = pytest.importorskip(
     "livekit.rtc",
-    reason="the livekit package is not installed (it is in the `test` extra: "
-    "pip install 'livekit-events[test]'); .ci/run installs it",
+    reason="the livekit package is not installed (pip install livekit, or the `test` "
+    "dependency group: pip install --group test)",
 )
 ffi_pb2 = importlib.import_module("livekit.rtc._proto.ffi_pb2")
 event_emitter_module = importlib.import_module("livekit.rtc.event_emitter")
