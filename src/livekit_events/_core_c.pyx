@@ -92,6 +92,7 @@ from ._common import (
     ALL_ARGUMENTS, DEFAULT_MAX_LISTENERS, arity_error, checked_max_listeners, copy_emitter,
     default_instance_state, log_handler_failure, reduce_emitter, register_slow_threshold_setter,
     registration_decorator, report_slow_handler, restore_instance_state, warn_listener_leak)
+from ._common import MAX_EMIT_NESTING, nesting_error
 from ._common import describe_callback as _describe_slow
 
 cdef extern from "Python.h":
@@ -1075,9 +1076,12 @@ cdef extern from "_walk.h":
         int64_t elapsed
         int status
     const int LKE_WALK_DONE, LKE_WALK_ARITY, LKE_WALK_RAISED, LKE_WALK_SLOW
+    int lke_max_emit_nesting
+    int *lke_emit_depth_address() noexcept
     int lke_walk_step(lke_walk *w) noexcept
     void lke_walk_finish(lke_walk *w) noexcept
-    int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given, lke_walk *w) except -1
+    int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given, lke_walk *w,
+                       int *depth) except -1
 
 
 cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
@@ -1091,10 +1095,13 @@ cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject 
         return None
     if Py_TYPE_ptr(<PyObject *>handlers) is not &lke_handlers_type:
         raise SystemError("livekit_events: a registry entry is not a Handlers object")
+    cdef int *depth = lke_emit_depth_address()  # this thread's running walks
+    if depth[0] >= lke_max_emit_nesting:  # nested too deep
+        raise nesting_error(<object>event)
     cdef lke_walk walk  # (filled only if the walk stops)
     # The walk runs in C, and returns here only when it needs Python.
     if lke_walk_start(<lke_handlers *><PyObject *>handlers, &args[1], nargs - 1,
-                      &walk) == LKE_WALK_DONE:
+                      &walk, depth) == LKE_WALK_DONE:
         return None  # (and ended)
     return _walk_stopped(<object>event, &walk)
 
@@ -1153,6 +1160,7 @@ _emit_def.ml_doc = (
 # puts this descriptor in its own namespace instead.  EmitterCore.emit is the
 # same call through Cython's argument tuple.
 emit_method = PyDescr_NewMethod(<PyTypeObject *>EmitterCore, &_emit_def)
+lke_max_emit_nesting = MAX_EMIT_NESTING
 
 
 # ===========================================================================
