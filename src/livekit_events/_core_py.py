@@ -434,15 +434,6 @@ class Registration:
 _NO_SNAPSHOT: Tuple[object, Tuple[Registration, ...]] = (None, ())
 
 
-def _free_threaded_build() -> bool:
-    if sys.version_info < (3, 13):
-        return False
-    import sysconfig
-
-    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-
-
-_FREE_THREADED = _free_threaded_build()
 _first_handler_order = itertools.count(1)  # next() is atomic
 
 
@@ -465,12 +456,15 @@ class _Handlers:
         if snapshot[0] is self.version:
             return snapshot[1]
         version = self.version  # read before the dict: a later change makes it stale
-        # With the GIL, tuple(values()) is one atomic step.  Free-threaded, an
-        # iteration over a dict that another thread changes may skip entries
-        # (a resize moves them); list(values()) copies under the dict's lock
-        # and, unlike dict.copy(), compares no keys (no __eq__ runs).
-        values = self.registrations.values()
-        entries = tuple(list(values)) if _FREE_THREADED else tuple(values)
+        # list(values()) copies in one step: it allocates its object before it
+        # iterates, and nothing while it does.  tuple(values()) would begin
+        # iterating, then allocate the tuple, which may run the cyclic GC, whose
+        # finalizers may change the dict ("dictionary changed size during
+        # iteration", CPython 3.11 and earlier).  Free-threaded, an iteration
+        # over a dict that another thread changes may skip entries (a resize
+        # moves them); list(values()) copies under the dict's lock and, unlike
+        # dict.copy(), compares no keys (no __eq__ runs).
+        entries = tuple(list(self.registrations.values()))
         self.snapshot = (version, entries)
         return entries
 
