@@ -546,10 +546,11 @@ class EmitterCore:
         handlers = self.__livekit_events__.get(event)
         if handlers is None:
             return
-        depth = _nesting.depth  # this thread's running emits
-        if depth[0] >= MAX_EMIT_NESTING:
+        depth = _nesting.depth  # [this thread's running emits]
+        running = depth[0]
+        if running >= MAX_EMIT_NESTING:
             raise nesting_error(event)
-        depth[0] += 1
+        depth[0] = running + 1  # and -1 when done (greenlets may interleave)
         try:
             if _slow_ns:
                 return _emit_timed(handlers, event, args)
