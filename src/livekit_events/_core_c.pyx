@@ -91,6 +91,7 @@ from ._common import (
     ALL_ARGUMENTS, DEFAULT_MAX_LISTENERS, arity_error, checked_max_listeners, copy_emitter,
     default_instance_state, log_handler_failure, reduce_emitter, register_slow_threshold_setter,
     registration_decorator, report_slow_handler, restore_instance_state, warn_listener_leak)
+from ._common import MAX_EMIT_NESTING, nesting_error
 from ._common import describe_callback as _describe_slow
 
 cdef extern from "Python.h":
@@ -1055,11 +1056,11 @@ def restore_emitter(emitter, state):
 # ---------------------------------------------------------------------------
 # emit, the hot path.
 #
-# A Cython `def emit(self, event, *args)` builds an argument tuple and goes
-# through a cyfunction on every call.  Instead, emit is a C function with
-# CPython's METH_FASTCALL convention, installed on EmitterCore as a plain
-# method descriptor (below): it reads the caller's argument array in place,
-# so an emit allocates nothing, and `self.emit(...)` makes no bound method.
+# A Cython `def emit(self, event, *args)` builds an argument tuple on every
+# call.  The public class's emit is instead a C function with CPython's
+# METH_FASTCALL convention, a plain method descriptor (emit_method, below):
+# it reads the caller's argument array in place, so an emit allocates
+# nothing, and `self.emit(...)` makes no bound method.
 # Each handler gets a vectorcall on a prefix of that array.
 
 cdef extern from "_walk.h":
@@ -1073,9 +1074,13 @@ cdef extern from "_walk.h":
         int64_t elapsed
         int status
     const int LKE_WALK_DONE, LKE_WALK_ARITY, LKE_WALK_RAISED, LKE_WALK_SLOW
+    int lke_max_emit_nesting
+    int *lke_emit_depth_address() noexcept
+    bint lke_nested_too_deep(const int *depth) noexcept
     int lke_walk_step(lke_walk *w) noexcept
     void lke_walk_finish(lke_walk *w) noexcept
-    int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given, lke_walk *w) except -1
+    int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given, lke_walk *w,
+                       int *depth) except -1
 
 
 cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
@@ -1089,10 +1094,13 @@ cdef object _emit(EmitterCore self, PyObject **args, Py_ssize_t nargs, PyObject 
         return None
     if Py_TYPE_ptr(<PyObject *>handlers) is not &lke_handlers_type:
         raise SystemError("livekit_events: a registry entry is not a Handlers object")
+    cdef int *depth = lke_emit_depth_address()  # this thread's running walks
+    if lke_nested_too_deep(depth):
+        raise nesting_error(<object>event)
     cdef lke_walk walk  # (filled only if the walk stops)
     # The walk runs in C, and returns here only when it needs Python.
     if lke_walk_start(<lke_handlers *><PyObject *>handlers, &args[1], nargs - 1,
-                      &walk) == LKE_WALK_DONE:
+                      &walk, depth) == LKE_WALK_DONE:
         return None  # (and ended)
     return _walk_stopped(<object>event, &walk)
 
@@ -1151,3 +1159,4 @@ _emit_def.ml_doc = (
 # puts this descriptor in its own namespace instead.  EmitterCore.emit is the
 # same call through Cython's argument tuple.
 emit_method = PyDescr_NewMethod(<PyTypeObject *>EmitterCore, &_emit_def)
+lke_max_emit_nesting = MAX_EMIT_NESTING

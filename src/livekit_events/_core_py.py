@@ -45,6 +45,7 @@ import inspect
 import itertools
 import keyword
 import sys
+import threading
 import time
 import types
 import weakref
@@ -65,6 +66,7 @@ from ._common import (
     restore_instance_state,
     warn_listener_leak,
 )
+from ._common import MAX_EMIT_NESTING, nesting_error
 from ._common import describe_callback as _describe_slow
 
 __all__ = ("EmitterCore", "OnceWrapper", "describe_callback", "emit_method")
@@ -551,25 +553,33 @@ class EmitterCore:
         handlers = self.__livekit_events__.get(event)
         if handlers is None:
             return
-        if _slow_ns:
-            return _emit_timed(handlers, event, args)
-        snapshot = handlers.snapshot
-        entries = snapshot[1] if snapshot[0] is handlers.version else handlers.current()
-        given = len(args)
-        for registration in entries:
-            if not registration.active:
-                continue  # removed while this emit runs
-            callback = registration.callback
-            if registration.special:  # once, or held weakly
-                callback = _claim(handlers, registration)
-                if callback is None:
-                    continue  # fired by a nested emit or another thread, or dead
-            if given < registration.required:
-                raise arity_error(event, registration.listed(), registration.required, given)
-            try:
-                callback(*args[: registration.limit])
-            except Exception as exc:
-                log_handler_failure(event, exc)
+        depth = _nesting.depth  # [this thread's running emits]
+        running = depth[0]
+        if running >= MAX_EMIT_NESTING:
+            raise nesting_error(event)
+        depth[0] = running + 1  # and -1 when done (greenlets may interleave)
+        try:
+            if _slow_ns:
+                return _emit_timed(handlers, event, args)
+            snapshot = handlers.snapshot
+            entries = snapshot[1] if snapshot[0] is handlers.version else handlers.current()
+            given = len(args)
+            for registration in entries:
+                if not registration.active:
+                    continue  # removed while this emit runs
+                callback = registration.callback
+                if registration.special:  # once, or held weakly
+                    callback = _claim(handlers, registration)
+                    if callback is None:
+                        continue  # fired by a nested emit or another thread, or dead
+                if given < registration.required:
+                    raise arity_error(event, registration.listed(), registration.required, given)
+                try:
+                    callback(*args[: registration.limit])
+                except Exception as exc:
+                    log_handler_failure(event, exc)
+        finally:
+            depth[0] -= 1
 
     def on(self, event: Any, callback: Any = None, *, weak: bool = False) -> Any:
         """Call ``callback`` every time ``event`` is emitted; return it."""
@@ -701,6 +711,17 @@ def _claim(handlers: _Handlers, registration: Registration) -> Any:
         return None  # fired by a nested emit or another thread first
     callback = registration.callback
     return registration.key.target() if callback is None else callback
+
+
+class _Nesting(threading.local):
+    # Each thread's count of running emits, for MAX_EMIT_NESTING (the
+    # compiled core counts in C).  A one-item list: emit reads the
+    # thread-local attribute once, then counts in the list.
+    def __init__(self) -> None:
+        self.depth = [0]
+
+
+_nesting = _Nesting()
 
 
 def _emit_timed(handlers: _Handlers, event: Any, args: Tuple[Any, ...]) -> None:

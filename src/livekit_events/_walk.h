@@ -55,6 +55,32 @@ static int lke_call_weak(PyObject *container, uint32_t flags, PyObject *const *a
 /* Slow-handler detection: the threshold in nanoseconds, 0 when off. */
 static int64_t lke_slow_ns = 0;
 
+/* Nested emits: how many walks this thread is in (each one calls handlers,
+   which may emit), counted in when a walk calls its first handler and out
+   when it ends (lke_walk_start or lke_walk_finish); and the most there may
+   be, _common.MAX_EMIT_NESTING, set at import.  emit checks before it
+   starts: past the limit it raises RecursionError instead of walking, so
+   nesting ends at the same depth on both cores and every CPython, long
+   before the C stack does. */
+static LKE_THREAD_LOCAL int lke_emit_depth = 0;
+static int lke_max_emit_nesting = 0;
+
+/* &lke_emit_depth, for emit to take once: compilers recompute a
+   thread-local's address at every use, which in a shared object on ELF is a
+   call (__tls_get_addr); the empty asm makes this one address a value. */
+LKE_ALWAYS_INLINE int *lke_emit_depth_address(void) {
+    int *depth = &lke_emit_depth;
+#if defined(__GNUC__) || defined(__clang__)
+    __asm__("" : "+r"(depth));
+#endif
+    return depth;
+}
+
+/* Whether a walk that starts now would nest deeper than the limit. */
+LKE_ALWAYS_INLINE int lke_nested_too_deep(const int *depth) {
+    return *depth >= lke_max_emit_nesting;
+}
+
 /* Call `callable` as Cython's own calls do: through its vectorcall slot
    when it has one (Python functions, bound methods, builtins), skipping
    PyObject_Vectorcall's out-of-line wrapper and its result sanity check;
@@ -211,6 +237,7 @@ static void lke_walk_reclaim(lke_handlers *h) {
 
 /* Ends the walk (after a stop, once the caller is done with it). */
 static void lke_walk_finish(lke_walk *w) {
+    lke_emit_depth--;
     if (lke_walk_end(w->h, w->record))
         lke_walk_reclaim(w->h);
 }
@@ -218,9 +245,10 @@ static void lke_walk_finish(lke_walk *w) {
 /* Begins a walk of `h` and walks: LKE_WALK_DONE when it also ended it;
    else the caller deals with the stop (w->status) and ends the walk with
    lke_walk_finish.  -1 with an exception set if it could not begin.
+   The walk counts in *depth (this thread's lke_emit_depth) until it ends.
    Inlined into emit: all an ordinary emit does. */
 LKE_ALWAYS_INLINE int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_t given,
-                                     lke_walk *w) {
+                                     lke_walk *w, int *depth) {
 #ifndef Py_GIL_DISABLED
     if (h->table == NULL || h->table->count == 0)
         return LKE_WALK_DONE; /* nothing to call: nothing to record */
@@ -233,7 +261,9 @@ LKE_ALWAYS_INLINE int lke_walk_start(lke_handlers *h, PyObject **argv, Py_ssize_
             lke_walk_reclaim(h);
         return LKE_WALK_DONE;
     }
+    ++*depth;
     if (lke_walk_run(w, argv, given, 0) == LKE_WALK_DONE) {
+        --*depth;
         if (lke_walk_end(h, w->record))
             lke_walk_reclaim(h);
         return LKE_WALK_DONE;
