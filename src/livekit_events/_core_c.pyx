@@ -77,7 +77,6 @@
 # are immutable once published, but the gate and the flags, which are atomic.
 
 cimport cython
-from cpython.dict cimport PyDict_SetItem
 from cpython.object cimport PyCFunction, PyMethodDef, PyObject, PyTypeObject
 from libc.stdint cimport int32_t, uint32_t, int64_t
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
