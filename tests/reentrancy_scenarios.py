@@ -448,6 +448,7 @@ def listings(core: Any, rounds: int) -> Dict[str, Any]:
         em.on(f"base{i}", _listed_handler)
     serial = itertools.count()
     budget = [rounds * 4]
+    listing_now, during = [0], [0]  # finalizers that ran in the middle of a listing
 
     class Garbage:
         def __init__(self) -> None:
@@ -455,6 +456,7 @@ def listings(core: Any, rounds: int) -> Dict[str, Any]:
 
         def __del__(self) -> None:
             n = next(serial)
+            during[0] += listing_now[0]
             em.on(f"new{n}", _listed_handler)
             scratch.on(f"new{n}", _listed_handler)
             if n % 3 == 0:
@@ -478,12 +480,15 @@ def listings(core: Any, rounds: int) -> Dict[str, Any]:
         for i in range(rounds):
             Garbage()
             listing = listings[i % len(listings)]
+            listing_now[0] = 1
             try:
                 listing()
             except Exception as exc:  # noqa: BLE001 - any failure is the finding
                 problems.append(f"round {i}: {type(exc).__name__}: {exc}")
                 if len(problems) > 5:
                     break
+            finally:
+                listing_now[0] = 0
         gc.collect()
     finally:
         gc.set_threshold(*old)
@@ -491,7 +496,7 @@ def listings(core: Any, rounds: int) -> Dict[str, Any]:
     names = em.event_names()
     if len(set(names)) != len(names) or any(not em.listeners(name) for name in names):
         problems.append("event_names() lists an event twice or one without handlers")
-    return {"problems": problems, "ops": next(serial)}
+    return {"problems": problems, "ops": next(serial), "during": during[0]}
 
 
 SCENARIOS = {

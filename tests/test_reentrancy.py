@@ -63,7 +63,10 @@ def test_listing_the_registry_while_finalizers_add_and_remove_events(impl: Any) 
     # event_names, _events, copy, deepcopy, pickle and remove_all_listeners()
     # read the whole registry; GC at every allocation, finalizers changing it.
     outcome = run_scenario(impl, "listings", 600)
-    assert outcome["ops"] > 600  # the finalizers really acted
+    # Finalizers really ran in the middle of listings.  From CPython 3.12 a
+    # collection starts between bytecodes only, so a listing done in C can't
+    # be interrupted there.
+    assert outcome["during"] > 0 or sys.version_info >= (3, 12), outcome
 
 
 def test_unsubscribe_in_del_while_rotating_handlers(impl: Any) -> None:
