@@ -10,14 +10,20 @@ from __future__ import annotations
 import copy
 import copyreg
 import functools
-import inspect
 import logging
 import os
 import sys
 import threading
 import time
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
+
+if TYPE_CHECKING:
+    import inspect
+
+# inspect (with ast, dis and tokenize, a third of what importing the package
+# would cost) is imported where it is first needed: when a callback's
+# signature is read or it is checked for async, at registration.
 
 logger = logging.getLogger("livekit.events")
 
@@ -33,6 +39,8 @@ _signature_lock = threading.RLock()
 
 def read_signature(callback: Any) -> inspect.Signature:
     """``inspect.signature(callback)``, one thread at a time."""
+    import inspect
+
     with _signature_lock:
         return inspect.signature(callback)
 
@@ -48,16 +56,13 @@ ASYNC_CALLBACK_MESSAGE = (
 #: (``*args``, or a signature that cannot be read).
 ALL_ARGUMENTS = -1
 
-_POSITIONAL = (
-    inspect.Parameter.POSITIONAL_ONLY,
-    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-)
-
 
 def _callable_layers(callback: Any) -> Iterator[Any]:
     """``callback``, then what it wraps: a ``functools.partial``'s function, a
     bound method's function, a callable object's Python-level ``__call__``
     (at most 16 layers: ``partial(partial(obj.method))`` and similar)."""
+    import inspect
+
     for _ in range(16):
         yield callback
         if isinstance(callback, functools.partial):
@@ -76,6 +81,8 @@ def _callable_layers(callback: Any) -> Iterator[Any]:
 def _is_async_callable(callback: Any) -> bool:
     """True for coroutine or async-generator functions, also when wrapped in
     ``functools.partial``, bound as methods, or reached through ``__call__``."""
+    import inspect
+
     for layer in _callable_layers(callback):
         if inspect.iscoroutinefunction(layer) or inspect.isasyncgenfunction(layer):
             return True
@@ -134,10 +141,13 @@ def read_arity(callback: Any) -> Tuple[int, int]:
         # a broken __signature__ or __wrapped__ can raise anything: such a
         # callback is accepted and gets every argument, as livekit accepts it.
         return ALL_ARGUMENTS, 0
+    import inspect  # (read_signature imported it)
+
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     accepted = required = 0
     takes_varargs = False
     for parameter in signature.parameters.values():
-        if parameter.kind in _POSITIONAL:
+        if parameter.kind in positional:
             accepted += 1
             if parameter.default is parameter.empty:
                 required += 1
@@ -517,6 +527,8 @@ def _slow_threshold_from_environment() -> None:
 
 def describe_handler(callback: Any) -> str:
     """``qualname (file:line)`` of a handler, as far as it can be told."""
+    import inspect
+
     target: Any = inspect.unwrap(callback) if not isinstance(callback, type) else callback
     if isinstance(target, functools.partial):
         target = cast(Any, target.func)

@@ -82,7 +82,6 @@ from cpython.object cimport PyCFunction, PyMethodDef, PyObject, PyTypeObject
 from libc.stdint cimport int32_t, uint32_t, int64_t
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
-import inspect as _inspect
 import keyword as _keyword
 import types as _types
 import weakref as _weakref
@@ -165,11 +164,17 @@ cdef extern from "_arity.h":
 if ALL_ARGUMENTS != -1:
     raise ImportError("_common.ALL_ARGUMENTS must be -1 (lke_describe_fast returns it)")
 
-cdef object _PARAMETER_EMPTY = _inspect.Parameter.empty
+# inspect.Parameter.empty, read at the first registration (importing the
+# package doesn't import inspect).
+cdef object _PARAMETER_EMPTY = None
 cdef object _KEYWORDS = frozenset(_keyword.kwlist)  # what inspect.Parameter rejects
 
 
 cdef int _describe(object callback, Py_ssize_t *accepted, Py_ssize_t *required) except -1:
+    global _PARAMETER_EMPTY
+    if _PARAMETER_EMPTY is None:
+        import inspect
+        _PARAMETER_EMPTY = inspect.Parameter.empty
     if not lke_describe_fast(callback, _PARAMETER_EMPTY, _KEYWORDS, accepted, required):
         accepted[0], required[0] = _describe_slow(callback)
     return 0

@@ -41,7 +41,6 @@ the top of _core_c.pyx).
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import keyword
 import sys
@@ -79,19 +78,33 @@ __all__ = ("EmitterCore", "OnceWrapper", "describe_callback", "emit_method")
 
 _FUNCTION = types.FunctionType
 _METHOD = types.MethodType
-_EMPTY = inspect.Parameter.empty
-_NOT_PLAIN = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
-_CO_VARARGS = inspect.CO_VARARGS
-_CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
+# inspect's values, read from inspect at the first registration (importing
+# the package doesn't import inspect); _EMPTY is set last.
+_EMPTY: Any = None
+_NOT_PLAIN = 0
+_CO_VARARGS = 0
+_CO_VARKEYWORDS = 0
 _KEYWORDS = frozenset(keyword.kwlist)  # what inspect.Parameter rejects (keyword.iskeyword)
 # 3.14+: inspect.signature evaluates lazy annotations (which may raise).  Pure
 # Python can't tell whether they were evaluated already: the slow path decides.
 _LAZY_ANNOTATIONS = sys.version_info >= (3, 14)
 
 
+def _load_inspect_values() -> None:
+    global _EMPTY, _NOT_PLAIN, _CO_VARARGS, _CO_VARKEYWORDS
+    import inspect
+
+    _NOT_PLAIN = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+    _CO_VARARGS = inspect.CO_VARARGS
+    _CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
+    _EMPTY = inspect.Parameter.empty
+
+
 def describe_callback(callback: Any) -> Tuple[int, int]:
     """``_common.describe_callback(callback)``, read directly from ``__code__``
     for plain functions and their bound methods (the common callbacks)."""
+    if _EMPTY is None:
+        _load_inspect_values()
     if type(callback) is _FUNCTION:
         function = callback
         bound = 0
