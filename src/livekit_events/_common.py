@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import copyreg
 import functools
-import logging
 import os
 import sys
 import threading
@@ -20,12 +19,38 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 
 if TYPE_CHECKING:
     import inspect
+    import logging
 
-# inspect (with ast, dis and tokenize, a third of what importing the package
-# would cost) is imported where it is first needed: when a callback's
-# signature is read or it is checked for async, at registration.
+    #: The ``livekit.events`` logger: handler failures and slow handlers.
+    logger: logging.Logger
 
-logger = logging.getLogger("livekit.events")
+# inspect (with ast, dis and tokenize) and logging (with re, enum and
+# traceback) would be most of what importing the package costs.  inspect is
+# imported where it is first needed: when a callback's signature is read or it
+# is checked for async, at registration; logging, and the logger with it, when
+# the first record is logged (``logger`` is looked up through get_logger).
+
+_logger: Optional[logging.Logger] = None
+
+
+def get_logger() -> logging.Logger:
+    """The ``livekit.events`` logger (``logging.getLogger("livekit.events")``)."""
+    global _logger
+    logger = _logger
+    if logger is None:
+        import logging
+
+        logger = _logger = logging.getLogger("livekit.events")
+    return logger
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name == "logger":
+            return get_logger()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # CPython 3.11's ast module keeps its recursion-depth counter in state shared
 # by all threads, and inspect.signature parses builtins' text signatures with
@@ -522,7 +547,7 @@ def _slow_threshold_from_environment() -> None:
     try:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     except Exception:  # the warning filter made it an error (python -W error)
-        logger.warning("%s", message)
+        get_logger().warning("%s", message)
 
 
 def describe_handler(callback: Any) -> str:
@@ -566,7 +591,7 @@ def report_slow_handler(event: Any, callback: Any, elapsed_ns: int) -> None:
         held_back = state[1] if state is not None else 0
         _slow_reports[where] = [now, 0]
         threshold = _slow_threshold or 0.0
-    logger.warning(
+    get_logger().warning(
         "slow handler for event %s: %s took %.1f ms (threshold %.1f ms)%s",
         _safe_repr(event),
         where,
@@ -592,7 +617,7 @@ def arity_error(event: Any, callback: Callable[..., Any], required: int, given: 
 def log_handler_failure(event: Any, exc: BaseException) -> None:
     """Log an exception a handler raised, with its traceback (livekit's record)."""
     try:
-        logger.error("failed to emit event %s", event, exc_info=exc)
+        get_logger().error("failed to emit event %s", event, exc_info=exc)
     except BaseException as failure:
         # A logging handler raised: that propagates out of emit (as in
         # livekit), chained to the handler's exception in both cores (the
