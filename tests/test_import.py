@@ -4,8 +4,9 @@ Importing the package must not import ``asyncio`` (most of what the import
 would cost): the async helpers (``livekit_events.aio``, whose names the
 package also exports) are imported, and asyncio with them, when first used.
 Nor ``inspect``, ``dataclasses`` or ``logging``: ``install()`` and its names
-(``_livekit``, with dataclasses) are imported when first used too, inspect at
-the first registration, and logging when the first record is logged.
+(``_livekit``, with dataclasses) are imported when first used too, inspect
+when a registration takes the slow path (the fast paths don't need it), and
+logging when the first record is logged.
 Each check runs in a fresh interpreter, so that what other tests imported
 doesn't count, with the core under test selected by the environment.
 """
@@ -239,30 +240,41 @@ def test_install_names_are_imported_on_first_use(impl: Any) -> None:
     assert out["every_public_name"] == []
 
 
-# The first registration reads inspect's values (the fast path's
-# inspect.Parameter.empty, the pure core's CO_ flags): each case is the first
-# callback registered in its interpreter, and must be described as inspect
-# describes it.
+# The first registration: the fast paths (plain functions and their bound
+# methods) answer without importing inspect; the slow path imports it.  Each
+# case is the first callback registered in its interpreter, and must be
+# described as inspect describes it.
 FIRST_REGISTRATIONS = {
-    "plain": ("def handler(a, b=2):\n    got.append((a, b))", "accepted", [[1, 2]]),
-    "varargs": ("def handler(*args):\n    got.append(args)", "accepted", [[1, 2, 3]]),
+    "plain": ("def handler(a, b=2):\n    got.append((a, b))", "accepted", [[1, 2]], False),
+    "varargs": ("def handler(*args):\n    got.append(args)", "accepted", [[1, 2, 3]], False),
     "bound method": (
         "class Handler:\n    def method(self, a):\n        got.append((a,))\n"
         "handler = Handler().method",
         "accepted",
         [[1]],
+        False,
     ),
-    "async": ("async def handler(a):\n    pass", "ValueError", []),
-    "async generator": ("async def handler(a):\n    yield", "ValueError", []),
-    "required keyword-only": ("def handler(a, *, key):\n    pass", "TypeError", []),
+    "keyword-only with default": (
+        "def handler(a, *, key=0):\n    got.append((a, key))",
+        "accepted",
+        [[1, 0]],
+        False,
+    ),
+    "partial": (
+        "import functools\nhandler = functools.partial(lambda p, a: got.append((p, a)), 0)",
+        "accepted",
+        [[0, 1]],
+        True,
+    ),
+    "async": ("async def handler(a):\n    pass", "ValueError", [], True),
+    "async generator": ("async def handler(a):\n    yield", "ValueError", [], True),
+    "required keyword-only": ("def handler(a, *, key):\n    pass", "TypeError", [], True),
 }
 
 
 @pytest.mark.parametrize("case", sorted(FIRST_REGISTRATIONS))
-def test_first_registration_imports_inspect_and_describes_the_callback(
-    impl: Any, case: str
-) -> None:
-    source, outcome, calls = FIRST_REGISTRATIONS[case]
+def test_first_registration_imports_inspect_only_on_the_slow_path(impl: Any, case: str) -> None:
+    source, outcome, calls, imports_inspect = FIRST_REGISTRATIONS[case]
     out = _run_lazy(
         impl,
         f"""
@@ -283,9 +295,44 @@ def test_first_registration_imports_inspect_and_describes_the_callback(
         """,
     )
     assert out["outcome"] == outcome
-    assert out["inspect"] is True
+    assert out["inspect"] is imports_inspect
     assert out["calls"] == calls
     assert out["logging"] is False
+
+
+def test_fast_path_sees_parameter_empty_once_inspect_is_imported(impl: Any) -> None:
+    # A default that is inspect.Parameter.empty means "no default" to
+    # inspect: the fast path must leave such a function to the slow path,
+    # also when its first registrations ran before inspect was imported.
+    out = _run_lazy(
+        impl,
+        """
+        import livekit_events
+        emitter = livekit_events.EventEmitter()
+        got = []
+
+        def before(a, b=None):
+            got.append(("before", a, b))
+
+        emitter.on("x", before)
+        out["inspect_before"] = "inspect" in sys.modules
+        import inspect
+
+        def after(a, b=inspect.Parameter.empty):
+            got.append(("after", a, b))
+
+        emitter.on("y", after)
+        emitter.emit("y", 1, 2, 3)
+        try:
+            emitter.emit("y", 1)
+        except TypeError as exc:
+            out["error"] = str(exc)
+        out["calls"] = got
+        """,
+    )
+    assert out["inspect_before"] is False
+    assert out["calls"] == [["after", 1, 2]]
+    assert "requires 2 positional arguments, but 1 was emitted" in out["error"]
 
 
 def test_first_failure_imports_logging_and_logs_on_livekit_events(impl: Any) -> None:

@@ -26,9 +26,12 @@ if TYPE_CHECKING:
 
 # inspect (with ast, dis and tokenize) and logging (with re, enum and
 # traceback) would be most of what importing the package costs.  inspect is
-# imported where it is first needed: when a callback's signature is read or it
-# is checked for async, at registration; logging, and the logger with it, when
-# the first record is logged (``logger`` is looked up through get_logger).
+# imported where it is first needed: when the slow path reads a callback's
+# signature or checks it for async (the fast paths don't import it: see
+# parameter_empty); logging, and the logger with it, when the first record is
+# logged (``logger`` is looked up through get_logger).  An import holds the
+# module's import lock while it runs, as read_signature holds its lock and
+# logging its own: the slow path and failure logging already take locks.
 
 _logger: Optional[logging.Logger] = None
 
@@ -50,6 +53,20 @@ if not TYPE_CHECKING:
         if name == "logger":
             return get_logger()
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def parameter_empty() -> Any:
+    """``inspect.Parameter.empty`` if inspect is imported, else None.
+
+    The cores' fast paths (which must take no lock) compare defaults with it
+    and don't import inspect for it: an import holds the module's import lock
+    while it runs, and a finalizer run by the import could wait for a lock
+    held by a thread that registers, which would wait for the import.  While
+    inspect isn't imported no object is its ``Parameter.empty`` (importing it
+    makes a new one), so no default is; once it is, the cores keep the value.
+    """
+    parameter = getattr(sys.modules.get("inspect"), "Parameter", None)
+    return getattr(parameter, "empty", None)
 
 
 # CPython 3.11's ast module keeps its recursion-depth counter in state shared

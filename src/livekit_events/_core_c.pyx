@@ -91,6 +91,7 @@ from ._common import (
     default_instance_state, log_handler_failure, reduce_emitter, register_slow_threshold_setter,
     registration_decorator, report_slow_handler, restore_instance_state, warn_listener_leak)
 from ._common import describe_callback as _describe_slow
+from ._common import parameter_empty as _parameter_empty
 
 cdef extern from "Python.h":
     ctypedef struct PyCFunctionObject:
@@ -164,18 +165,24 @@ cdef extern from "_arity.h":
 if ALL_ARGUMENTS != -1:
     raise ImportError("_common.ALL_ARGUMENTS must be -1 (lke_describe_fast returns it)")
 
-# inspect.Parameter.empty, read at the first registration (importing the
-# package doesn't import inspect).
+# inspect.Parameter.empty, kept once inspect is imported (importing the
+# package doesn't import it, nor does the fast path: _common.parameter_empty);
+# until then _NO_EMPTY, which no default is.
 cdef object _PARAMETER_EMPTY = None
+cdef object _NO_EMPTY = object()
 cdef object _KEYWORDS = frozenset(_keyword.kwlist)  # what inspect.Parameter rejects
 
 
 cdef int _describe(object callback, Py_ssize_t *accepted, Py_ssize_t *required) except -1:
     global _PARAMETER_EMPTY
-    if _PARAMETER_EMPTY is None:
-        import inspect
-        _PARAMETER_EMPTY = inspect.Parameter.empty
-    if not lke_describe_fast(callback, _PARAMETER_EMPTY, _KEYWORDS, accepted, required):
+    cdef object empty = _PARAMETER_EMPTY
+    if empty is None:
+        empty = _parameter_empty()
+        if empty is None:
+            empty = _NO_EMPTY
+        else:
+            _PARAMETER_EMPTY = empty
+    if not lke_describe_fast(callback, empty, _KEYWORDS, accepted, required):
         accepted[0], required[0] = _describe_slow(callback)
     return 0
 

@@ -41,6 +41,7 @@ the top of _core_c.pyx).
 
 from __future__ import annotations
 
+import dis
 import itertools
 import keyword
 import sys
@@ -65,6 +66,7 @@ from ._common import (
     warn_listener_leak,
 )
 from ._common import describe_callback as _describe_slow
+from ._common import parameter_empty as _parameter_empty
 
 __all__ = ("EmitterCore", "OnceWrapper", "describe_callback", "emit_method")
 
@@ -78,33 +80,33 @@ __all__ = ("EmitterCore", "OnceWrapper", "describe_callback", "emit_method")
 
 _FUNCTION = types.FunctionType
 _METHOD = types.MethodType
-# inspect's values, read from inspect at the first registration (importing
-# the package doesn't import inspect); _EMPTY is set last.
+# inspect's CO_ flags, from where inspect takes them (dis is lighter).
+_CO = {name: flag for flag, name in dis.COMPILER_FLAG_NAMES.items()}
+_NOT_PLAIN = _CO["COROUTINE"] | _CO["ITERABLE_COROUTINE"] | _CO["ASYNC_GENERATOR"]
+_CO_VARARGS = _CO["VARARGS"]
+_CO_VARKEYWORDS = _CO["VARKEYWORDS"]
+# inspect.Parameter.empty, kept once inspect is imported (importing the
+# package doesn't import it, nor does the fast path: _common.parameter_empty);
+# until then _NO_EMPTY, which no default is.
 _EMPTY: Any = None
-_NOT_PLAIN = 0
-_CO_VARARGS = 0
-_CO_VARKEYWORDS = 0
+_NO_EMPTY = object()
 _KEYWORDS = frozenset(keyword.kwlist)  # what inspect.Parameter rejects (keyword.iskeyword)
 # 3.14+: inspect.signature evaluates lazy annotations (which may raise).  Pure
 # Python can't tell whether they were evaluated already: the slow path decides.
 _LAZY_ANNOTATIONS = sys.version_info >= (3, 14)
 
 
-def _load_inspect_values() -> None:
-    global _EMPTY, _NOT_PLAIN, _CO_VARARGS, _CO_VARKEYWORDS
-    import inspect
-
-    _NOT_PLAIN = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
-    _CO_VARARGS = inspect.CO_VARARGS
-    _CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
-    _EMPTY = inspect.Parameter.empty
-
-
 def describe_callback(callback: Any) -> Tuple[int, int]:
     """``_common.describe_callback(callback)``, read directly from ``__code__``
     for plain functions and their bound methods (the common callbacks)."""
-    if _EMPTY is None:
-        _load_inspect_values()
+    global _EMPTY
+    empty = _EMPTY
+    if empty is None:
+        empty = _parameter_empty()
+        if empty is None:
+            empty = _NO_EMPTY
+        else:
+            _EMPTY = empty
     if type(callback) is _FUNCTION:
         function = callback
         bound = 0
@@ -145,7 +147,7 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
         if type(defaults) is not tuple or len(defaults) > argcount:
             return _describe_slow(callback)
         for default in defaults:
-            if default is _EMPTY:
+            if default is empty:
                 return _describe_slow(callback)
         required -= len(defaults)
     if kwonly:
@@ -157,7 +159,7 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
             if type(key) is not str:  # looking names up must run no Python code
                 return _describe_slow(callback)
         for name in names[argcount : argcount + kwonly]:
-            if kwdefaults.get(name, _EMPTY) is _EMPTY:
+            if kwdefaults.get(name, empty) is empty:
                 return _describe_slow(callback)
     if bound and required:
         required -= 1  # self was the first required parameter
