@@ -88,7 +88,7 @@ _CO_VARKEYWORDS = _CO["VARKEYWORDS"]
 # inspect.Parameter.empty, kept once inspect is imported (importing the
 # package doesn't import it, nor does the fast path: _common.parameter_empty);
 # until then _NO_EMPTY, which no default is.
-_EMPTY: Any = None
+_parameter_empty_value: Any = None
 _NO_EMPTY = object()
 _KEYWORDS = frozenset(keyword.kwlist)  # what inspect.Parameter rejects (keyword.iskeyword)
 # 3.14+: inspect.signature evaluates lazy annotations (which may raise).  Pure
@@ -99,14 +99,14 @@ _LAZY_ANNOTATIONS = sys.version_info >= (3, 14)
 def describe_callback(callback: Any) -> Tuple[int, int]:
     """``_common.describe_callback(callback)``, read directly from ``__code__``
     for plain functions and their bound methods (the common callbacks)."""
-    global _EMPTY
-    empty = _EMPTY
+    global _parameter_empty_value
+    empty = _parameter_empty_value
     if empty is None:
         empty = _parameter_empty()
         if empty is None:
             empty = _NO_EMPTY
         else:
-            _EMPTY = empty
+            _parameter_empty_value = empty
     if type(callback) is _FUNCTION:
         function = callback
         bound = 0
