@@ -3,6 +3,10 @@
 Importing the package must not import ``asyncio`` (most of what the import
 would cost): the async helpers (``livekit_events.aio``, whose names the
 package also exports) are imported, and asyncio with them, when first used.
+Nor ``inspect``, ``dataclasses`` or ``logging``: ``install()`` and its names
+(``_livekit``, with dataclasses) are imported when first used too, inspect
+when a registration takes the slow path (the fast paths don't need it), and
+logging when the first record is logged.
 Each check runs in a fresh interpreter, so that what other tests imported
 doesn't count, with the core under test selected by the environment.
 """
@@ -30,6 +34,17 @@ AIO_NAMES = (
     "iterate",
     "wait_for",
 )
+INSTALL_NAMES = (
+    "EmitterClass",
+    "InstallReport",
+    "LivekitIncompatibleError",
+    "install",
+    "install_report",
+    "is_installed",
+    "uninstall",
+)
+#: Imported when first needed, not by ``import livekit_events``.
+LAZY_MODULES = ("inspect", "dataclasses", "logging", "livekit_events._livekit")
 
 
 def _run(impl: Any, body: str) -> Dict[str, Any]:
@@ -172,3 +187,181 @@ def test_async_callbacks_are_rejected_without_asyncio_imported(impl: Any) -> Non
     assert len(out["rejected"]) >= 4
     assert out["accepted"] == 1
     assert out["asyncio"] is False
+
+
+def _run_lazy(impl: Any, body: str) -> Dict[str, Any]:
+    """``_run``, skipped if a module of ``LAZY_MODULES`` is imported at startup."""
+    out = _run(
+        impl,
+        f"out['lazy_preloaded'] = [name for name in {LAZY_MODULES!r} if name in sys.modules]\n"
+        f"if not out['lazy_preloaded']:\n{textwrap.indent(textwrap.dedent(body), '    ')}",
+    )
+    if out["lazy_preloaded"]:
+        pytest.skip(f"imported at interpreter startup here: {out['lazy_preloaded']}")
+    return out
+
+
+def test_import_does_not_import_inspect_dataclasses_logging_or_install(impl: Any) -> None:
+    out = _run_lazy(
+        impl,
+        f"""
+        import livekit_events
+        out["implementation"] = livekit_events.IMPLEMENTATION
+        out["imported"] = [name for name in {LAZY_MODULES!r} if name in sys.modules]
+        """,
+    )
+    assert out["implementation"] == impl.name
+    assert out["imported"] == []
+
+
+def test_install_names_are_imported_on_first_use(impl: Any) -> None:
+    out = _run_lazy(
+        impl,
+        f"""
+        import livekit_events
+        names = {INSTALL_NAMES!r}
+        out["listed"] = [name in dir(livekit_events) for name in names]
+        out["all"] = sorted(set(names) - set(livekit_events.__all__))
+        from livekit_events import InstallReport
+        out["imported"] = "livekit_events._livekit" in sys.modules
+        from livekit_events import _livekit
+        out["same"] = [getattr(livekit_events, name) is getattr(_livekit, name) for name in names]
+        out["report"] = InstallReport is _livekit.InstallReport
+        out["every_public_name"] = [
+            name for name in livekit_events.__all__ if getattr(livekit_events, name, None) is None
+        ]
+        """,
+    )
+    assert out["listed"] == [True] * len(INSTALL_NAMES)
+    assert out["all"] == []
+    assert out["imported"] is True
+    assert out["same"] == [True] * len(INSTALL_NAMES)
+    assert out["report"] is True
+    assert out["every_public_name"] == []
+
+
+# The first registration: the fast paths (plain functions and their bound
+# methods) answer without importing inspect; the slow path imports it.  Each
+# case is the first callback registered in its interpreter, and must be
+# described as inspect describes it.
+FIRST_REGISTRATIONS = {
+    "plain": ("def handler(a, b=2):\n    got.append((a, b))", "accepted", [[1, 2]], False),
+    "varargs": ("def handler(*args):\n    got.append(args)", "accepted", [[1, 2, 3]], False),
+    "bound method": (
+        "class Handler:\n    def method(self, a):\n        got.append((a,))\n"
+        "handler = Handler().method",
+        "accepted",
+        [[1]],
+        False,
+    ),
+    "keyword-only with default": (
+        "def handler(a, *, key=0):\n    got.append((a, key))",
+        "accepted",
+        [[1, 0]],
+        False,
+    ),
+    "partial": (
+        "import functools\nhandler = functools.partial(lambda p, a: got.append((p, a)), 0)",
+        "accepted",
+        [[0, 1]],
+        True,
+    ),
+    "async": ("async def handler(a):\n    pass", "ValueError", [], True),
+    "async generator": ("async def handler(a):\n    yield", "ValueError", [], True),
+    "required keyword-only": ("def handler(a, *, key):\n    pass", "TypeError", [], True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIRST_REGISTRATIONS))
+def test_first_registration_imports_inspect_only_on_the_slow_path(impl: Any, case: str) -> None:
+    source, outcome, calls, imports_inspect = FIRST_REGISTRATIONS[case]
+    out = _run_lazy(
+        impl,
+        f"""
+        import livekit_events
+        got = []
+        exec({source!r})
+        emitter = livekit_events.EventEmitter()
+        try:
+            emitter.on("x", handler)
+        except Exception as exc:
+            out["outcome"] = type(exc).__name__
+        else:
+            out["outcome"] = "accepted"
+        out["inspect"] = "inspect" in sys.modules
+        emitter.emit("x", 1, 2, 3)
+        out["calls"] = [list(args) for args in got]
+        out["logging"] = "logging" in sys.modules
+        """,
+    )
+    assert out["outcome"] == outcome
+    assert out["inspect"] is imports_inspect
+    assert out["calls"] == calls
+    assert out["logging"] is False
+
+
+def test_fast_path_sees_parameter_empty_once_inspect_is_imported(impl: Any) -> None:
+    # A default that is inspect.Parameter.empty means "no default" to
+    # inspect: the fast path must leave such a function to the slow path,
+    # also when its first registrations ran before inspect was imported.
+    out = _run_lazy(
+        impl,
+        """
+        import livekit_events
+        emitter = livekit_events.EventEmitter()
+        got = []
+
+        def before(a, b=None):
+            got.append(("before", a, b))
+
+        emitter.on("x", before)
+        out["inspect_before"] = "inspect" in sys.modules
+        import inspect
+
+        def after(a, b=inspect.Parameter.empty):
+            got.append(("after", a, b))
+
+        emitter.on("y", after)
+        emitter.emit("y", 1, 2, 3)
+        try:
+            emitter.emit("y", 1)
+        except TypeError as exc:
+            out["error"] = str(exc)
+        out["calls"] = got
+        """,
+    )
+    assert out["inspect_before"] is False
+    assert out["calls"] == [["after", 1, 2]]
+    assert "requires 2 positional arguments, but 1 was emitted" in out["error"]
+
+
+def test_first_failure_imports_logging_and_logs_on_livekit_events(impl: Any) -> None:
+    out = _run_lazy(
+        impl,
+        """
+        import io
+        import livekit_events
+
+        def broken(*args):
+            raise RuntimeError("boom")
+
+        emitter = livekit_events.EventEmitter()
+        emitter.on("x", broken)
+        out["before"] = "logging" in sys.modules
+        stderr, sys.stderr = sys.stderr, io.StringIO()  # logging's last-resort handler
+        try:
+            emitter.emit("x")
+            written = sys.stderr.getvalue()
+        finally:
+            sys.stderr = stderr
+        out["after"] = "logging" in sys.modules
+        out["record"] = "failed to emit event x" in written and "RuntimeError: boom" in written
+        import logging
+        from livekit_events import _common
+        out["logger"] = _common.logger is logging.getLogger("livekit.events")
+        """,
+    )
+    assert out["before"] is False
+    assert out["after"] is True
+    assert out["record"] is True
+    assert out["logger"] is True

@@ -24,18 +24,18 @@ from ._common import (
 )
 from ._core import IMPLEMENTATION
 from ._emitter import EventEmitter
-from ._livekit import (
-    EmitterClass,
-    InstallReport,
-    LivekitIncompatibleError,
-    install,
-    install_report,
-    is_installed,
-    uninstall,
-)
 
 if TYPE_CHECKING:
     from . import aio as aio
+    from ._livekit import (
+        EmitterClass,
+        InstallReport,
+        LivekitIncompatibleError,
+        install,
+        install_report,
+        is_installed,
+        uninstall,
+    )
     from .aio import (
         EventStream,
         EventStreamOverflowError,
@@ -47,34 +47,48 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# The async helpers import asyncio, which takes far longer than the rest of
-# the package: they are imported when first used (PEP 562).
-_AIO_NAMES = frozenset(
-    (
+# Imported when first used (PEP 562), each module with all its names: the
+# async helpers import asyncio, which takes far longer than the rest of the
+# package, and install() (with its report classes) dataclasses, re and inspect.
+_LAZY_MODULES = {
+    "aio": (
         "EventStream",
         "EventStreamOverflowError",
         "HandlerOverflowError",
         "TaskHandlers",
         "iterate",
         "wait_for",
-    )
-)
+    ),
+    "_livekit": (
+        "EmitterClass",
+        "InstallReport",
+        "LivekitIncompatibleError",
+        "install",
+        "install_report",
+        "is_installed",
+        "uninstall",
+    ),
+}
+_LAZY_NAMES = {name: module for module, names in _LAZY_MODULES.items() for name in names}
+_LAZY_NAMES["aio"] = "aio"  # the module itself
 
 
 def __getattr__(name: str) -> Any:
-    if name == "aio" or name in _AIO_NAMES:
-        import importlib
+    module_name = _LAZY_NAMES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        aio = importlib.import_module(f"{__name__}.aio")  # binds the package's `aio` too
-        namespace = globals()
-        for public in _AIO_NAMES:
-            namespace[public] = getattr(aio, public)
-        return namespace[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{module_name}")  # binds `aio` too
+    namespace = globals()
+    for public in _LAZY_MODULES[module_name]:
+        namespace[public] = getattr(module, public)
+    return namespace[name]
 
 
 def __dir__() -> List[str]:
-    return sorted({*globals(), *_AIO_NAMES, "aio"})
+    return sorted({*globals(), *_LAZY_NAMES})
+
 
 __all__ = (
     "EmitterClass",

@@ -10,16 +10,64 @@ from __future__ import annotations
 import copy
 import copyreg
 import functools
-import inspect
-import logging
 import os
 import sys
 import threading
 import time
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
-logger = logging.getLogger("livekit.events")
+if TYPE_CHECKING:
+    import inspect
+    import logging
+
+    #: The ``livekit.events`` logger: handler failures and slow handlers.
+    logger: logging.Logger
+
+# inspect (with ast, dis and tokenize) and logging (with re, enum and
+# traceback) would be most of what importing the package costs.  inspect is
+# imported where it is first needed: when the slow path reads a callback's
+# signature or checks it for async (the fast paths don't import it: see
+# parameter_empty); logging, and the logger with it, when the first record is
+# logged (``logger`` is looked up through get_logger).  An import holds the
+# module's import lock while it runs, as read_signature holds its lock and
+# logging its own: the slow path and failure logging already take locks.
+
+_logger: Optional[logging.Logger] = None
+
+
+def get_logger() -> logging.Logger:
+    """The ``livekit.events`` logger (``logging.getLogger("livekit.events")``)."""
+    global _logger
+    logger = _logger
+    if logger is None:
+        import logging
+
+        logger = _logger = logging.getLogger("livekit.events")
+    return logger
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name == "logger":
+            return get_logger()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def parameter_empty() -> Any:
+    """``inspect.Parameter.empty`` if inspect is imported, else None.
+
+    The cores' fast paths (which must take no lock) compare defaults with it
+    and don't import inspect for it: an import holds the module's import lock
+    while it runs, and a finalizer run by the import could wait for a lock
+    held by a thread that registers, which would wait for the import.  While
+    inspect isn't imported no object is its ``Parameter.empty`` (importing it
+    makes a new one), so no default is; once it is, the cores keep the value.
+    """
+    parameter = getattr(sys.modules.get("inspect"), "Parameter", None)
+    return getattr(parameter, "empty", None)
+
 
 # CPython 3.11's ast module keeps its recursion-depth counter in state shared
 # by all threads, and inspect.signature parses builtins' text signatures with
@@ -33,6 +81,8 @@ _signature_lock = threading.RLock()
 
 def read_signature(callback: Any) -> inspect.Signature:
     """``inspect.signature(callback)``, one thread at a time."""
+    import inspect
+
     with _signature_lock:
         return inspect.signature(callback)
 
@@ -48,16 +98,13 @@ ASYNC_CALLBACK_MESSAGE = (
 #: (``*args``, or a signature that cannot be read).
 ALL_ARGUMENTS = -1
 
-_POSITIONAL = (
-    inspect.Parameter.POSITIONAL_ONLY,
-    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-)
-
 
 def _callable_layers(callback: Any) -> Iterator[Any]:
     """``callback``, then what it wraps: a ``functools.partial``'s function, a
     bound method's function, a callable object's Python-level ``__call__``
     (at most 16 layers: ``partial(partial(obj.method))`` and similar)."""
+    import inspect
+
     for _ in range(16):
         yield callback
         if isinstance(callback, functools.partial):
@@ -76,6 +123,8 @@ def _callable_layers(callback: Any) -> Iterator[Any]:
 def _is_async_callable(callback: Any) -> bool:
     """True for coroutine or async-generator functions, also when wrapped in
     ``functools.partial``, bound as methods, or reached through ``__call__``."""
+    import inspect
+
     for layer in _callable_layers(callback):
         if inspect.iscoroutinefunction(layer) or inspect.isasyncgenfunction(layer):
             return True
@@ -134,10 +183,13 @@ def read_arity(callback: Any) -> Tuple[int, int]:
         # a broken __signature__ or __wrapped__ can raise anything: such a
         # callback is accepted and gets every argument, as livekit accepts it.
         return ALL_ARGUMENTS, 0
+    import inspect  # (read_signature imported it)
+
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     accepted = required = 0
     takes_varargs = False
     for parameter in signature.parameters.values():
-        if parameter.kind in _POSITIONAL:
+        if parameter.kind in positional:
             accepted += 1
             if parameter.default is parameter.empty:
                 required += 1
@@ -512,11 +564,13 @@ def _slow_threshold_from_environment() -> None:
     try:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     except Exception:  # the warning filter made it an error (python -W error)
-        logger.warning("%s", message)
+        get_logger().warning("%s", message)
 
 
 def describe_handler(callback: Any) -> str:
     """``qualname (file:line)`` of a handler, as far as it can be told."""
+    import inspect
+
     target: Any = inspect.unwrap(callback) if not isinstance(callback, type) else callback
     if isinstance(target, functools.partial):
         target = cast(Any, target.func)
@@ -554,7 +608,7 @@ def report_slow_handler(event: Any, callback: Any, elapsed_ns: int) -> None:
         held_back = state[1] if state is not None else 0
         _slow_reports[where] = [now, 0]
         threshold = _slow_threshold or 0.0
-    logger.warning(
+    get_logger().warning(
         "slow handler for event %s: %s took %.1f ms (threshold %.1f ms)%s",
         _safe_repr(event),
         where,
@@ -603,7 +657,7 @@ def nesting_error(event: Any) -> RecursionError:
 def log_handler_failure(event: Any, exc: BaseException) -> None:
     """Log an exception a handler raised, with its traceback (livekit's record)."""
     try:
-        logger.error("failed to emit event %s", event, exc_info=exc)
+        get_logger().error("failed to emit event %s", event, exc_info=exc)
     except BaseException as failure:
         # A logging handler raised: that propagates out of emit (as in
         # livekit), chained to the handler's exception in both cores (the

@@ -81,7 +81,6 @@ from cpython.object cimport PyCFunction, PyMethodDef, PyObject, PyTypeObject
 from libc.stdint cimport int32_t, uint32_t, int64_t
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
-import inspect as _inspect
 import keyword as _keyword
 import types as _types
 import weakref as _weakref
@@ -92,6 +91,7 @@ from ._common import (
     registration_decorator, report_slow_handler, restore_instance_state, warn_listener_leak)
 from ._common import MAX_EMIT_NESTING, nesting_error
 from ._common import describe_callback as _describe_slow
+from ._common import parameter_empty as _parameter_empty
 
 cdef extern from "Python.h":
     ctypedef struct PyCFunctionObject:
@@ -165,12 +165,24 @@ cdef extern from "_arity.h":
 if ALL_ARGUMENTS != -1:
     raise ImportError("_common.ALL_ARGUMENTS must be -1 (lke_describe_fast returns it)")
 
-cdef object _PARAMETER_EMPTY = _inspect.Parameter.empty
+# inspect.Parameter.empty, kept once inspect is imported (importing the
+# package doesn't import it, nor does the fast path: _common.parameter_empty);
+# until then _NO_EMPTY, which no default is.
+cdef object _PARAMETER_EMPTY = None
+cdef object _NO_EMPTY = object()
 cdef object _KEYWORDS = frozenset(_keyword.kwlist)  # what inspect.Parameter rejects
 
 
 cdef int _describe(object callback, Py_ssize_t *accepted, Py_ssize_t *required) except -1:
-    if not lke_describe_fast(callback, _PARAMETER_EMPTY, _KEYWORDS, accepted, required):
+    global _PARAMETER_EMPTY
+    cdef object empty = _PARAMETER_EMPTY
+    if empty is None:
+        empty = _parameter_empty()
+        if empty is None:
+            empty = _NO_EMPTY
+        else:
+            _PARAMETER_EMPTY = empty
+    if not lke_describe_fast(callback, empty, _KEYWORDS, accepted, required):
         accepted[0], required[0] = _describe_slow(callback)
     return 0
 

@@ -41,7 +41,7 @@ the top of _core_c.pyx).
 
 from __future__ import annotations
 
-import inspect
+import dis
 import itertools
 import keyword
 import sys
@@ -68,6 +68,7 @@ from ._common import (
 )
 from ._common import MAX_EMIT_NESTING, nesting_error
 from ._common import describe_callback as _describe_slow
+from ._common import parameter_empty as _parameter_empty
 
 __all__ = ("EmitterCore", "OnceWrapper", "describe_callback", "emit_method")
 
@@ -81,10 +82,16 @@ __all__ = ("EmitterCore", "OnceWrapper", "describe_callback", "emit_method")
 
 _FUNCTION = types.FunctionType
 _METHOD = types.MethodType
-_EMPTY = inspect.Parameter.empty
-_NOT_PLAIN = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
-_CO_VARARGS = inspect.CO_VARARGS
-_CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
+# inspect's CO_ flags, from where inspect takes them (dis is lighter).
+_CO = {name: flag for flag, name in dis.COMPILER_FLAG_NAMES.items()}
+_NOT_PLAIN = _CO["COROUTINE"] | _CO["ITERABLE_COROUTINE"] | _CO["ASYNC_GENERATOR"]
+_CO_VARARGS = _CO["VARARGS"]
+_CO_VARKEYWORDS = _CO["VARKEYWORDS"]
+# inspect.Parameter.empty, kept once inspect is imported (importing the
+# package doesn't import it, nor does the fast path: _common.parameter_empty);
+# until then _NO_EMPTY, which no default is.
+_parameter_empty_value: Any = None
+_NO_EMPTY = object()
 _KEYWORDS = frozenset(keyword.kwlist)  # what inspect.Parameter rejects (keyword.iskeyword)
 # 3.14+: inspect.signature evaluates lazy annotations (which may raise).  Pure
 # Python can't tell whether they were evaluated already: the slow path decides.
@@ -94,6 +101,14 @@ _LAZY_ANNOTATIONS = sys.version_info >= (3, 14)
 def describe_callback(callback: Any) -> Tuple[int, int]:
     """``_common.describe_callback(callback)``, read directly from ``__code__``
     for plain functions and their bound methods (the common callbacks)."""
+    global _parameter_empty_value
+    empty = _parameter_empty_value
+    if empty is None:
+        empty = _parameter_empty()
+        if empty is None:
+            empty = _NO_EMPTY
+        else:
+            _parameter_empty_value = empty
     if type(callback) is _FUNCTION:
         function = callback
         bound = 0
@@ -134,7 +149,7 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
         if type(defaults) is not tuple or len(defaults) > argcount:
             return _describe_slow(callback)
         for default in defaults:
-            if default is _EMPTY:
+            if default is empty:
                 return _describe_slow(callback)
         required -= len(defaults)
     if kwonly:
@@ -146,7 +161,7 @@ def describe_callback(callback: Any) -> Tuple[int, int]:
             if type(key) is not str:  # looking names up must run no Python code
                 return _describe_slow(callback)
         for name in names[argcount : argcount + kwonly]:
-            if kwdefaults.get(name, _EMPTY) is _EMPTY:
+            if kwdefaults.get(name, empty) is empty:
                 return _describe_slow(callback)
     if bound and required:
         required -= 1  # self was the first required parameter
