@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import copyreg
 import functools
+import logging
 import os
 import sys
 import threading
@@ -19,41 +20,15 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 
 if TYPE_CHECKING:
     import inspect
-    import logging
 
-    #: The ``livekit.events`` logger: handler failures and slow handlers.
-    logger: logging.Logger
+# inspect (with ast, dis and tokenize, a third of what importing the package
+# would cost) is imported where it is first needed: when the slow path reads
+# a callback's signature or checks it for async (the fast paths don't import
+# it: see parameter_empty).  logging is imported here, not at the first
+# record: that import would run inside emit, holding the module's import lock
+# while a finalizer it runs may wait for a lock whose holder is emitting.
 
-# inspect (with ast, dis and tokenize) and logging (with re, enum and
-# traceback) would be most of what importing the package costs.  inspect is
-# imported where it is first needed: when the slow path reads a callback's
-# signature or checks it for async (the fast paths don't import it: see
-# parameter_empty); logging, and the logger with it, when the first record is
-# logged (``logger`` is looked up through get_logger).  An import holds the
-# module's import lock while it runs, as read_signature holds its lock and
-# logging its own: the slow path and failure logging already take locks.
-
-_logger: Optional[logging.Logger] = None
-
-
-def get_logger() -> logging.Logger:
-    """The ``livekit.events`` logger (``logging.getLogger("livekit.events")``)."""
-    global _logger
-    logger = _logger
-    if logger is None:
-        import logging
-
-        logger = _logger = logging.getLogger("livekit.events")
-    return logger
-
-
-if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> Any:
-        if name == "logger":
-            return get_logger()
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+logger = logging.getLogger("livekit.events")
 
 def parameter_empty() -> Any:
     """``inspect.Parameter.empty`` if inspect is imported, else None.
@@ -564,7 +539,7 @@ def _slow_threshold_from_environment() -> None:
     try:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     except Exception:  # the warning filter made it an error (python -W error)
-        get_logger().warning("%s", message)
+        logger.warning("%s", message)
 
 
 def describe_handler(callback: Any) -> str:
@@ -608,7 +583,7 @@ def report_slow_handler(event: Any, callback: Any, elapsed_ns: int) -> None:
         held_back = state[1] if state is not None else 0
         _slow_reports[where] = [now, 0]
         threshold = _slow_threshold or 0.0
-    get_logger().warning(
+    logger.warning(
         "slow handler for event %s: %s took %.1f ms (threshold %.1f ms)%s",
         _safe_repr(event),
         where,
@@ -657,7 +632,7 @@ def nesting_error(event: Any) -> RecursionError:
 def log_handler_failure(event: Any, exc: BaseException) -> None:
     """Log an exception a handler raised, with its traceback (livekit's record)."""
     try:
-        get_logger().error("failed to emit event %s", event, exc_info=exc)
+        logger.error("failed to emit event %s", event, exc_info=exc)
     except BaseException as failure:
         # A logging handler raised: that propagates out of emit (as in
         # livekit), chained to the handler's exception in both cores (the
