@@ -194,7 +194,10 @@ def _tests_from_sdist(session: nox.Session) -> Path:
     dest.mkdir(parents=True)
     with tarfile.open(_sdist()) as archive:
         top = archive.getnames()[0].split("/")[0]
-        wanted = (f"{top}/tests/", f"{top}/scripts/soak.py", f"{top}/pyproject.toml")
+        wanted = tuple(
+            f"{top}/{name}"
+            for name in ("tests/", "pyproject.toml", "conftest.py", "README.md", "docs/")
+        )  # the docs' code blocks are tests too (conftest.py at the root)
         members = [m for m in archive.getmembers() if m.name.startswith(wanted)]
         for member in members:
             member.name = member.name[len(top) + 1 :]
