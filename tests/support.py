@@ -9,10 +9,12 @@ so a subprocess chooses its core before anything else is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import threading
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 if TYPE_CHECKING:
     import subprocess
@@ -81,3 +83,64 @@ def last_json(lines: List[str]) -> Any:
     import json
 
     return json.loads(lines[-1])
+
+
+class _ThreadLogCapture:
+    """A filter on the ``livekit.events`` logger with thread-local state, so
+    tests can capture in parallel threads (pytest-run-parallel): a record of
+    a thread inside ``log_records_of_this_thread()`` goes to its sink and is
+    dropped (thousands don't pile up in pytest's capture); other records
+    pass.  Installed once, at first use, and never removed, so threads can't
+    race on the logger's filter list."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def filter(self, record: Any) -> bool:
+        if getattr(self.local, "interrupt", False):
+            self.local.interrupt = False
+            raise KeyboardInterrupt  # a logging filter raising out of emit
+        sink = getattr(self.local, "sink", None)
+        if sink is None:
+            return True
+        sink(record)
+        return False
+
+
+_log_capture: List[_ThreadLogCapture] = []
+_log_capture_lock = threading.Lock()
+
+
+def _thread_log_capture() -> _ThreadLogCapture:
+    with _log_capture_lock:
+        if not _log_capture:
+            import logging
+
+            _log_capture.append(_ThreadLogCapture())
+            logging.getLogger("livekit.events").addFilter(_log_capture[0])
+        return _log_capture[0]
+
+
+@contextlib.contextmanager
+def log_records_of_this_thread(
+    into: Optional[List[Any]] = None, convert: Optional[Callable[[Any], Any]] = None
+) -> Iterator[List[Any]]:
+    """This thread's ``livekit.events`` records while the block runs, appended
+    to ``into`` (a new list by default), each passed through ``convert``
+    first if given."""
+    records: List[Any] = [] if into is None else into
+    local = _thread_log_capture().local
+    outer = getattr(local, "sink", None)
+    local.sink = records.append if convert is None else (lambda r: records.append(convert(r)))
+    try:
+        yield records
+    finally:
+        local.sink = outer
+        local.interrupt = False
+
+
+def interrupt_next_log_record() -> None:
+    """Make this thread's next ``livekit.events`` record raise
+    ``KeyboardInterrupt`` out of the logging call (inside a
+    ``log_records_of_this_thread()`` block, which resets it)."""
+    _thread_log_capture().local.interrupt = True

@@ -36,10 +36,10 @@ If the compiled core can't be imported this test fails, unless
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
-import threading
 from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -54,7 +54,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from support import import_core
+from support import import_core, log_records_of_this_thread
 
 from livekit_events._emitter import emitter_class_for
 
@@ -398,29 +398,8 @@ def make_handlers(world: "World") -> Dict[str, Callable[[], Any]]:
 # Capturing failure records from the `livekit.events` logger, per thread.
 
 
-class _ThreadCapture(logging.Filter):
-    """A logger filter that diverts the records of threads that capture.
-
-    Records of a capturing thread are appended to its list and dropped (so
-    thousands of them don't pile up in pytest's log capture); other records
-    pass.  Installed once and never removed, so threads can't race on the
-    logger's filter list.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.local = threading.local()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        sink = getattr(self.local, "sink", None)
-        if sink is None:
-            return True
-        sink.append(record_key(record.getMessage(), record.exc_info[1] if record.exc_info else None))
-        return False
-
-
-_capture = _ThreadCapture()
-logging.getLogger("livekit.events").addFilter(_capture)
+def _record_key_of(record: logging.LogRecord) -> Tuple[str, str]:
+    return record_key(record.getMessage(), record.exc_info[1] if record.exc_info else None)
 
 
 def normalise(exc: Optional[BaseException]) -> Tuple[str, str]:
@@ -495,14 +474,16 @@ class World:
         """Run one step in this world; return how it ended."""
         self.calls = 0
         assert self.depth == 0
-        if not self.is_model:
-            _capture.local.sink = self.records
-        try:
-            operation(self)
-        except (TypeError, Abort) as exc:
-            return normalise(exc)
-        finally:
-            _capture.local.sink = None
+        capture = (
+            contextlib.nullcontext()
+            if self.is_model
+            else log_records_of_this_thread(self.records, _record_key_of)
+        )
+        with capture:
+            try:
+                operation(self)
+            except (TypeError, Abort) as exc:
+                return normalise(exc)
         return normalise(None)
 
     def state(self) -> dict:

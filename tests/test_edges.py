@@ -10,50 +10,19 @@ After each, the emitter must still be consistent and usable.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import functools
 import gc
 import inspect
 import logging
 import sys
-import threading
 import weakref
-from typing import Any, Iterator, List
+from typing import Any
 
 import pytest
+from support import log_records_of_this_thread
 
 LOGGER = "livekit.events"
-
-
-class _ThreadCapture(logging.Filter):
-    """Diverts this thread's `livekit.events` records into a list while a
-    ``captured()`` block runs (thread-local, so tests can run in parallel)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.local = threading.local()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        sink = getattr(self.local, "sink", None)
-        if sink is None:
-            return True
-        sink.append(record)
-        return False
-
-
-_capture = _ThreadCapture()
-logging.getLogger(LOGGER).addFilter(_capture)
-
-
-@contextlib.contextmanager
-def captured() -> Iterator[List[logging.LogRecord]]:
-    records: List[logging.LogRecord] = []
-    _capture.local.sink = records
-    try:
-        yield records
-    finally:
-        _capture.local.sink = None
 
 
 def check_consistent(emitter: Any) -> None:
@@ -320,7 +289,7 @@ def test_unbounded_recursion_is_isolated_and_harmless(emitter: Any) -> None:
 
     emitter.on("loop", recurse)
     emitter.once("loop", lambda: fired.append("once"))
-    with captured() as records:
+    with log_records_of_this_thread() as records:
         emitter.emit("loop")
     assert depth[0] > 50
     assert records and all(isinstance(r.exc_info[1], RecursionError) for r in records)
@@ -402,7 +371,7 @@ def test_exception_whose_str_raises(emitter: Any) -> None:
     emitter.on("e", bad)
     emitter.on("e", bad_repr)
     emitter.on("e", lambda: calls.append("after"))
-    with captured() as records:
+    with log_records_of_this_thread() as records:
         emitter.emit("e")
     assert calls == ["after"]
     assert [type(r.exc_info[1]) for r in records] == [StrRaises, ReprRaises]
@@ -425,7 +394,7 @@ def test_event_whose_str_and_repr_raise(emitter: Any) -> None:
     calls: list = []
     emitter.on(event, lambda: 1 / 0)
     emitter.on(event, lambda: calls.append("after"))
-    with captured() as records:
+    with log_records_of_this_thread() as records:
         emitter.emit(event)
     assert calls == ["after"] and len(records) == 1
     assert records[0].args == (event,)
@@ -462,7 +431,7 @@ def test_logging_handler_that_raises(emitter: Any) -> None:
     assert calls == []
     assert emitter.listener_count("e") == 2
     check_consistent(emitter)
-    with captured() as records:
+    with log_records_of_this_thread() as records:
         emitter.emit("e")
     assert calls == ["once"] and len(records) == 1
 

@@ -15,57 +15,19 @@ run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import subprocess
 import sys
 import threading
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, List
 
 import pytest
+from support import interrupt_next_log_record, log_records_of_this_thread
 
 import livekit_events
 from livekit_events._common import MAX_EMIT_NESTING
 
-LOGGER = "livekit.events"
-
-
-class _ThreadRecords(logging.Filter):
-    """Diverts this thread's ``livekit.events`` records into a list while a
-    ``records_of_this_thread()`` block runs, and raises out of the logging
-    call when the thread asks it to (one filter, thread-local state: tests
-    run in parallel threads under pytest-run-parallel)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.local = threading.local()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(self.local, "interrupt", False):
-            self.local.interrupt = False
-            raise KeyboardInterrupt  # a logging handler raising out of emit
-        sink = getattr(self.local, "sink", None)
-        if sink is None:
-            return True
-        sink.append(record)
-        return False
-
-
-_records = _ThreadRecords()
-logging.getLogger(LOGGER).addFilter(_records)
-
-
-@contextlib.contextmanager
-def records_of_this_thread() -> Iterator[List[logging.LogRecord]]:
-    records: List[logging.LogRecord] = []
-    outer = getattr(_records.local, "sink", None)
-    _records.local.sink = records
-    try:
-        yield records
-    finally:
-        _records.local.sink = outer
-        _records.local.interrupt = False
 
 
 def chain(emitter: Any, event: str = "nest", inner: Callable[[int], None] = lambda depth: None) -> List[int]:
@@ -189,7 +151,7 @@ def test_nested_emits_reach_the_limit_in_process(EventEmitter: Any) -> None:
     emitter goes on working."""
     emitter = EventEmitter()
     depths = chain(emitter)
-    with records_of_this_thread() as records:
+    with log_records_of_this_thread() as records:
         emitter.emit("nest")
     assert_stopped_at_the_limit(depths, records)
     emitter.remove_all_listeners()
@@ -214,7 +176,7 @@ def test_the_nesting_limit_counts_the_emits_of_every_emitter_in_the_thread(Event
 
     for index, emitter in enumerate(emitters):
         emitter.on("nest", make(index))
-    with records_of_this_thread() as records:
+    with log_records_of_this_thread() as records:
         emitters[0].emit("nest")
     assert_stopped_at_the_limit(depths, records)
 
@@ -247,7 +209,7 @@ def test_the_nesting_count_is_per_thread(EventEmitter: Any) -> None:
     try:
         assert holding.wait(60)
         depths = chain(emitter)
-        with records_of_this_thread() as records:
+        with log_records_of_this_thread() as records:
             emitter.emit("nest")  # while the other thread is `held` levels deep
         assert_stopped_at_the_limit(depths, records)
     finally:
@@ -280,7 +242,7 @@ def _arity_error(emitter: Any, depth: int) -> None:
 
 def _logging_raises(emitter: Any, depth: int) -> None:
     if depth == HALF_WAY:
-        _records.local.interrupt = True  # the failure's log record raises
+        interrupt_next_log_record()  # the failure's log record raises
         raise ValueError("a failing handler, whose log record raises")
 
 
@@ -303,7 +265,7 @@ def test_every_exit_from_nested_emits_gives_the_levels_back(EventEmitter: Any, e
     inner, raised = EXITS[exit_path]
     emitter = EventEmitter()
     chain(emitter, "first", lambda depth: inner(emitter, depth))
-    with records_of_this_thread():
+    with log_records_of_this_thread():
         for _ in range(3):
             if raised is None:
                 emitter.emit("first")
@@ -311,7 +273,7 @@ def test_every_exit_from_nested_emits_gives_the_levels_back(EventEmitter: Any, e
                 with pytest.raises(raised):
                     emitter.emit("first")
     depths = chain(emitter)
-    with records_of_this_thread() as records:
+    with log_records_of_this_thread() as records:
         emitter.emit("nest")
     assert_stopped_at_the_limit(depths, records)
 
@@ -324,11 +286,11 @@ def test_nested_emits_with_slow_handler_detection_give_the_levels_back(EventEmit
     emitter = EventEmitter()
     livekit_events.set_slow_handler_threshold(1e-9)
     try:
-        with records_of_this_thread():
+        with log_records_of_this_thread():
             first = chain(emitter, "first")
             emitter.emit("first")
             depths = chain(emitter)
-            with records_of_this_thread() as records:
+            with log_records_of_this_thread() as records:
                 emitter.emit("nest")
     finally:
         livekit_events.set_slow_handler_threshold(None)
