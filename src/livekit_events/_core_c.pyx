@@ -103,13 +103,10 @@ cdef extern from "Python.h":
     int PyErr_ExceptionMatches(PyObject *exc)
     PyObject *PyExc_Exception
     void Py_DECREF_ptr "Py_DECREF"(PyObject *obj)
-    void Py_XDECREF_ptr "Py_XDECREF"(PyObject *obj)
     const int METH_FASTCALL
     const int METH_KEYWORDS
     object PyDescr_NewMethod(PyTypeObject *type, PyMethodDef *meth)
-    void PyType_Modified(PyTypeObject *type)
     PyTypeObject PyMethod_Type
-    PyTypeObject PyMethodDescr_Type
     bint PyCFunction_Check(object o)
     PyTypeObject *Py_TYPE_ptr "Py_TYPE"(PyObject *obj)
     int PyType_Ready(PyTypeObject *type) except -1
@@ -299,8 +296,6 @@ def registry_state(EmitterCore emitter not None, event):
 
 cdef extern from "_walk.h":
     PyObject *lke_weak_get(PyObject *ref)
-    int lke_call_weak(PyObject *container, uint32_t flags, PyObject **argv,
-                      Py_ssize_t passed, PyObject **result)
     int64_t lke_slow_ns
 
 
@@ -1073,10 +1068,6 @@ def restore_emitter(emitter, state):
 # it reads the caller's argument array in place, so an emit allocates
 # nothing, and `self.emit(...)` makes no bound method.
 # Each handler gets a vectorcall on a prefix of that array.
-
-cdef extern from "_walk.h":
-    PyObject *lke_vectorcall(PyObject *callable, PyObject **args, size_t nargsf)
-
 
 cdef extern from "_walk.h":
     ctypedef struct lke_walk:
